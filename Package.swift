@@ -1,0 +1,39 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "mesos-command-modules",
+    products: [
+        .library(name: "MesosCommandModules", targets: ["MesosCommandModules"]),
+        .executable(name: "mesos-command-modules", targets: ["mesos-command-modules"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // The few Linux calls Swift's Glibc module does not expose (posix_spawn's closefrom, pidfd_open).
+        .target(name: "CMesosCommandSpawn"),
+        // The engine: configuration, envelopes, running commands, container state, metrics. No Mesos.
+        .target(
+            name: "MesosCommandModules",
+            dependencies: [
+                "CMesosCommandSpawn",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The operator's command-line tool.
+        .executableTarget(
+            name: "mesos-command-modules",
+            dependencies: [
+                "MesosCommandModules",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "MesosCommandModulesTests",
+            dependencies: ["MesosCommandModules", "CMesosCommandSpawn"]
+        ),
+    ]
+)

@@ -1,0 +1,116 @@
+import Glibc
+
+/// One command of a module: the executable an event runs, how long it may take, what a failure means.
+public struct CommandConfiguration: Sendable, Equatable {
+    public var event: Event
+    /// The executable, run directly (no shell).
+    public var path: String
+    /// Seconds before the command's process group gets SIGTERM (`<key>_timeout`, default 30).
+    public var timeout: Double
+    /// `<key>_failure_policy`: `fail` or `ignore`; the default depends on the event.
+    public var failurePolicy: FailurePolicy
+
+    public init(event: Event, path: String, timeout: Double = ModuleConfiguration.defaultTimeout,
+                failurePolicy: FailurePolicy? = nil) {
+        self.event = event
+        self.path = path
+        self.timeout = timeout
+        self.failurePolicy = failurePolicy ?? event.defaultFailurePolicy
+    }
+}
+
+/// A module's configuration, read from the key/value `parameters` of its entry in the Mesos modules manifest
+/// (SPEC §1, §2). Every problem names the module and the key at fault.
+public struct ModuleConfiguration: Sendable {
+    public static let defaultTimeout = 30.0
+    public static let defaultWatchFrequency = 30.0
+    public static let defaultGracePeriod = 1.0
+    public static let defaultStateDirectory = "/var/run/mesos/isolators/command"
+    public static let defaultOutputMaxBytes = 8 << 20
+    public static let defaultMaxInFlight = 64
+
+    public var kind: ModuleKind
+    /// `module_name`: names logs, metrics and the state directory.
+    public var moduleName: String
+    /// `debug=true`: log every input and output.
+    public var debug: Bool
+    /// The configured commands; an event without one is not handled.
+    public var commands: [Event: CommandConfiguration]
+    /// `isolator_watch_frequence` (or `_frequency`): seconds between two watch runs.
+    public var watchFrequency: Double
+    /// `grace_period`: seconds between SIGTERM and SIGKILL of a command that took too long.
+    public var gracePeriod: Double
+    /// `state_dir`: where an isolator keeps one file per container, under `<state_dir>/<module_name>/`.
+    public var stateDirectory: String
+    /// `temp_dir`: where the private directory of input/output/error files is made.
+    public var temporaryDirectory: String
+    /// `output_max_bytes`: the largest output (and error) file read; a larger one is an error.
+    public var outputMaxBytes: Int
+    /// `max_in_flight`: the most commands of this module running at once; further events wait their turn.
+    public var maxInFlight: Int
+    /// Problems that do not stop the module from loading (e.g. a key of the other module kind).
+    public var warnings: [ConfigurationIssue]
+
+    /// A configuration with defaults and the given commands, for code that does not start from a manifest.
+    public init(kind: ModuleKind, moduleName: String, commands: [CommandConfiguration] = [], debug: Bool = false) {
+        self.kind = kind
+        self.moduleName = moduleName
+        self.debug = debug
+        self.commands = Dictionary(commands.map { ($0.event, $0) }, uniquingKeysWith: { $1 })
+        self.watchFrequency = Self.defaultWatchFrequency
+        self.gracePeriod = Self.defaultGracePeriod
+        self.stateDirectory = Self.defaultStateDirectory
+        self.temporaryDirectory = Self.defaultTemporaryDirectory
+        self.outputMaxBytes = Self.defaultOutputMaxBytes
+        self.maxInFlight = Self.defaultMaxInFlight
+        self.warnings = []
+    }
+
+    /// `$TMPDIR`, or `/tmp`.
+    public static var defaultTemporaryDirectory: String {
+        if let dir = getenv("TMPDIR"), dir.pointee != 0 { return String(cString: dir) }
+        return "/tmp"
+    }
+
+    /// The command for `event`, if one is configured.
+    public func command(for event: Event) -> CommandConfiguration? { commands[event] }
+
+    /// Reads a module's parameters.
+    ///
+    /// - Parameters:
+    ///   - kind: hook or isolator.
+    ///   - parameters: the manifest's key/value pairs, in order (a repeated key: the last one wins, as in Mesos).
+    ///   - baseDirectory: where relative command paths are resolved; nil (the agent) leaves them to the
+    ///     process's working directory.
+    /// - Throws: ``ConfigurationError`` listing every problem, each naming the module and the key.
+    public init(kind: ModuleKind, parameters: [(key: String, value: String)], baseDirectory: String? = nil)
+        throws(ConfigurationError)
+    {
+        var reader = ParameterReader(kind: kind, parameters: parameters, baseDirectory: baseDirectory)
+        self = reader.read()
+        if !reader.errors.isEmpty {
+            throw ConfigurationError(moduleName: reader.moduleName, issues: reader.errors)
+        }
+    }
+}
+
+/// A problem with one parameter of a module.
+public struct ConfigurationIssue: Sendable, Equatable, CustomStringConvertible {
+    /// The parameter key at fault.
+    public var key: String
+    public var message: String
+
+    public var description: String { "parameter '\(key)': \(message)" }
+}
+
+/// Why a module's parameters cannot be loaded: every problem found, each naming its key.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    /// The module's `module_name`, if it has one.
+    public var moduleName: String?
+    public var issues: [ConfigurationIssue]
+
+    public var description: String {
+        let module = moduleName.map { "module '\($0)'" } ?? "module without module_name"
+        return issues.map { "\(module): \($0)" }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,201 @@
+import Glibc
+
+/// Reads a manifest's key/value parameters into a ``ModuleConfiguration``, collecting every problem.
+struct ParameterReader {
+    let kind: ModuleKind
+    let values: [String: String]
+    let order: [String]
+    let baseDirectory: String?
+    var errors: [ConfigurationIssue] = []
+    var warnings: [ConfigurationIssue] = []
+
+    static let commandSuffixes = ["_command", "_timeout", "_failure_policy"]
+    static let globalKeys = [
+        "module_name", "debug", "isolator_watch_frequence", "isolator_watch_frequency", "grace_period", "state_dir",
+        "temp_dir", "output_max_bytes", "max_in_flight",
+    ]
+    static let isolatorOnlyKeys: Set<String> = ["isolator_watch_frequence", "isolator_watch_frequency", "state_dir"]
+
+    /// Every key a module of either kind accepts.
+    static let knownKeys: [String] = globalKeys + Event.allCases.flatMap { event in
+        commandSuffixes.map { event.key + $0 }
+    }
+
+    init(kind: ModuleKind, parameters: [(key: String, value: String)], baseDirectory: String?) {
+        self.kind = kind
+        var values: [String: String] = [:]
+        var order: [String] = []
+        for parameter in parameters {
+            if values.updateValue(parameter.value, forKey: parameter.key) == nil { order.append(parameter.key) }
+        }
+        self.values = values
+        self.order = order
+        self.baseDirectory = baseDirectory
+    }
+
+    var moduleName: String? {
+        guard let name = values["module_name"], !name.isEmpty else { return nil }
+        return name
+    }
+
+    mutating func error(_ key: String, _ message: String) { errors.append(ConfigurationIssue(key: key, message: message)) }
+
+    mutating func read() -> ModuleConfiguration {
+        var configuration = ModuleConfiguration(kind: kind, moduleName: moduleName ?? "")
+        if moduleName == nil {
+            error("module_name", "module_name parameter is mandatory for all defined modules")
+        }
+        checkKeys()
+        configuration.debug = boolean("debug") ?? false
+        if values["isolator_watch_frequence"] != nil, values["isolator_watch_frequency"] != nil {
+            error("isolator_watch_frequency", "isolator_watch_frequence is set too; keep one of the two spellings")
+        }
+        configuration.watchFrequency = seconds("isolator_watch_frequence")
+            ?? seconds("isolator_watch_frequency") ?? ModuleConfiguration.defaultWatchFrequency
+        configuration.gracePeriod = seconds("grace_period", allowZero: true) ?? ModuleConfiguration.defaultGracePeriod
+        configuration.stateDirectory = directory("state_dir") ?? ModuleConfiguration.defaultStateDirectory
+        configuration.temporaryDirectory = directory("temp_dir") ?? ModuleConfiguration.defaultTemporaryDirectory
+        configuration.outputMaxBytes = count("output_max_bytes") ?? ModuleConfiguration.defaultOutputMaxBytes
+        configuration.maxInFlight = count("max_in_flight") ?? ModuleConfiguration.defaultMaxInFlight
+        for event in Event.allCases where event.kind == kind {
+            if let command = command(event) { configuration.commands[event] = command }
+        }
+        configuration.warnings = warnings
+        return configuration
+    }
+
+    /// Unknown keys are errors (most are typos); keys of the other module kind are warnings, because the seed
+    /// accepted one parameter list for both kinds and operators' manifests may still carry such keys.
+    mutating func checkKeys() {
+        let known = Set(Self.knownKeys)
+        for key in order {
+            if !known.contains(key) {
+                var message = "unknown parameter"
+                if let suggestion = Self.suggestion(for: key) { message += " (did you mean '\(suggestion)'?)" }
+                error(key, message)
+                continue
+            }
+            let otherKind = kind == .hook ? ModuleKind.isolator : ModuleKind.hook
+            let isOtherKind =
+                (kind == .hook && Self.isolatorOnlyKeys.contains(key))
+                || Event.allCases.contains { $0.kind == otherKind && key.hasPrefix($0.key + "_") }
+            if isOtherKind {
+                warnings.append(
+                    ConfigurationIssue(
+                        key: key, message: "applies to \(otherKind.rawValue) modules only; a \(kind.rawValue) module ignores it"))
+            }
+        }
+    }
+
+    /// The known key closest to a misspelled one, if it is close enough to be a typo.
+    static func suggestion(for key: String) -> String? {
+        if let event = Event.allCases.first(where: { $0.key == key }) { return event.key + "_command" }
+        let ranked = knownKeys.map { ($0, editDistance(key, $0)) }.min { $0.1 < $1.1 }
+        guard let (best, distance) = ranked, distance <= max(2, key.count / 5) else { return nil }
+        return best
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.utf8)
+        let b = Array(b.utf8)
+        var previous = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+
+    mutating func boolean(_ key: String) -> Bool? {
+        guard let text = values[key] else { return nil }
+        switch text.lowercased() {
+        case "true": return true
+        case "false", "": return false
+        default:
+            error(key, "'\(text)' is not a boolean (true or false)")
+            return nil
+        }
+    }
+
+    mutating func seconds(_ key: String, allowZero: Bool = false) -> Double? {
+        guard let text = values[key] else { return nil }
+        guard let value = Double(text.trimmingWhitespace), value.isFinite else {
+            error(key, "'\(text)' is not a number of seconds")
+            return nil
+        }
+        if value < 0 || (value == 0 && !allowZero) {
+            error(key, "'\(text)' must be \(allowZero ? "zero or more" : "greater than zero") seconds")
+            return nil
+        }
+        if value > 86_400 * 7 {
+            error(key, "'\(text)' seconds is more than a week; give a number of seconds")
+            return nil
+        }
+        return value
+    }
+
+    mutating func count(_ key: String) -> Int? {
+        guard let text = values[key] else { return nil }
+        guard let value = Int(text.trimmingWhitespace), value > 0 else {
+            error(key, "'\(text)' is not a whole number greater than zero")
+            return nil
+        }
+        return value
+    }
+
+    mutating func directory(_ key: String) -> String? {
+        guard let path = values[key] else { return nil }
+        guard path.hasPrefix("/") else {
+            error(key, "'\(path)' is not an absolute path")
+            return nil
+        }
+        return path
+    }
+
+    mutating func command(_ event: Event) -> CommandConfiguration? {
+        let commandKey = event.key + "_command"
+        let timeout = seconds(event.key + "_timeout") ?? ModuleConfiguration.defaultTimeout
+        var policy: FailurePolicy?
+        if let text = values[event.key + "_failure_policy"] {
+            policy = FailurePolicy(rawValue: text)
+            if policy == nil { error(event.key + "_failure_policy", "'\(text)' is not a failure policy (fail or ignore)") }
+        }
+        // An empty command is "not handled", as in the seed.
+        guard let given = values[commandKey], !given.isEmpty else { return nil }
+        let path = resolve(given)
+        if let problem = ExecutableCheck.problem(with: path) { error(commandKey, "'\(given)' \(problem)") }
+        return CommandConfiguration(event: event, path: path, timeout: timeout, failurePolicy: policy)
+    }
+
+    func resolve(_ path: String) -> String {
+        guard !path.hasPrefix("/"), let baseDirectory else { return path }
+        return baseDirectory.hasSuffix("/") ? baseDirectory + path : baseDirectory + "/" + path
+    }
+}
+
+/// Whether a path names a file the agent can execute.
+enum ExecutableCheck {
+    /// Why `path` cannot be run, or nil if it can.
+    static func problem(with path: String) -> String? {
+        var info = stat()
+        if stat(path, &info) != 0 {
+            return errno == ENOENT ? "does not exist" : "cannot be read: \(SystemError.describe(errno))"
+        }
+        if (info.st_mode & S_IFMT) == S_IFDIR { return "is a directory, not an executable file" }
+        if (info.st_mode & S_IFMT) != S_IFREG { return "is not a regular file" }
+        if access(path, X_OK) != 0 { return "is not executable (chmod +x)" }
+        return nil
+    }
+}
+
+extension String {
+    var trimmingWhitespace: Substring {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
+        let start = firstIndex { !isSpace($0) } ?? endIndex
+        let end = lastIndex { !isSpace($0) }.map { index(after: $0) } ?? start
+        return self[start..<max(start, end)]
+    }
+}

@@ -1,0 +1,98 @@
+import Glibc
+
+/// Small helpers over libc, in the spirit of swift-nio's `syscall(blocking:where:_:)`: EINTR is retried,
+/// environment errors are returned as errno values for the caller to turn into a message.
+enum SystemError {
+    static func describe(_ code: Int32) -> String { String(cString: strerror(code)) }
+}
+
+enum FileIO {
+    /// Writes all of `bytes` to `fd`, retrying EINTR and short writes. Returns 0 or an errno value.
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { raw in
+                Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            offset += written
+        }
+        return 0
+    }
+
+    enum ReadResult {
+        case bytes([UInt8])
+        case tooLarge(Int)
+        case failed(Int32)
+    }
+
+    /// Reads the whole file at `path`, refusing one larger than `limit` bytes before reading it.
+    static func read(path: String, limit: Int) -> ReadResult {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        if fd < 0 { return .failed(errno) }
+        defer { close(fd) }
+        var info = stat()
+        if fstat(fd, &info) != 0 { return .failed(errno) }
+        if (info.st_mode & S_IFMT) != S_IFREG { return .failed(EINVAL) }
+        if Int(info.st_size) > limit { return .tooLarge(Int(info.st_size)) }
+        var result: [UInt8] = []
+        result.reserveCapacity(Int(info.st_size))
+        var chunk = [UInt8](repeating: 0, count: max(4096, min(Int(info.st_size) + 1, 1 << 16)))
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return .failed(errno)
+            }
+            if n == 0 { break }
+            // The file may grow after fstat (a background child still writing): the cap still holds.
+            if result.count + n > limit { return .tooLarge(result.count + n) }
+            result.append(contentsOf: chunk[0..<n])
+        }
+        return .bytes(result)
+    }
+}
+
+extension FileIO {
+    /// The first `limit` bytes of the file at `path` and the file's size; nil if it cannot be opened.
+    static func readPrefix(path: String, limit: Int) -> (bytes: [UInt8], size: Int)? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        var bytes = [UInt8](repeating: 0, count: limit)
+        var filled = 0
+        while filled < limit {
+            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + filled, limit - filled) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            filled += n
+        }
+        return (Array(bytes[0..<filled]), max(Int(info.st_size), filled))
+    }
+}
+
+enum MonotonicClock {
+    /// Nanoseconds on CLOCK_MONOTONIC.
+    static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    static func nanoseconds(_ seconds: Double) -> UInt64 {
+        seconds <= 0 ? 0 : UInt64(min(seconds, 1e9) * 1e9)
+    }
+}
+
+/// Runs `body` with `strings` as a NULL-terminated C `char *[]`.
+func withCStringArray<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return body(pointers)
+}
