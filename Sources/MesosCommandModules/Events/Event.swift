@@ -24,6 +24,9 @@ public enum EventOutput: Sendable, Equatable {
     case message(String)
     /// A JSON array of Mesos messages, e.g. `mesos.Resource`.
     case array(of: String)
+    /// Some fields of a message, to apply over the input (the task status decorator's labels and
+    /// container_status).
+    case fields([String], of: String)
 }
 
 /// What happens when a command fails and its failure policy is `ignore`, or when it writes nothing.
@@ -101,7 +104,7 @@ public enum Event: String, Sendable, CaseIterable, Hashable {
         case .masterLaunchTaskResourceDecorator, .slaveResourcesDecorator: return .array(of: "mesos.Resource")
         case .slaveExecutorEnvironmentDecorator: return .message("mesos.Environment")
         case .slavePreLaunchDockerTaskExecutorDecorator: return .message("mesos.DockerTaskExecutorPrepareInfo")
-        case .slaveTaskStatusDecorator: return .message("mesos.TaskStatus")
+        case .slaveTaskStatusDecorator: return .fields(["labels", "container_status"], of: "mesos.TaskStatus")
         case .slaveAttributesDecorator: return .array(of: "mesos.Attribute")
         case .prepare: return .message("mesos.slave.ContainerLaunchInfo")
         case .watch: return .message("mesos.slave.ContainerLimitation")

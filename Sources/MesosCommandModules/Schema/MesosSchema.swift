@@ -76,6 +76,23 @@ public enum MesosSchema {
         return checker.issues
     }
 
+    /// Checks `value` as an object holding some of the `fields` of `messageName` (required fields of the
+    /// message are not required here: the command writes only what it changes).
+    public static func checkFields(_ value: JSONValue, _ fields: [String], of messageName: String) -> [SchemaIssue] {
+        guard case .object(let members) = value, let message = message(messageName) else {
+            return [SchemaIssue(.error, path: "", "expected a JSON object (\(messageName) fields), got \(value.typeName)")]
+        }
+        var checker = Checker()
+        for member in members {
+            guard fields.contains(member.key), let field = message.field(named: member.key) else {
+                checker.warning(member.key, "only \(fields.joined(separator: " and ")) are applied; '\(member.key)' is ignored")
+                continue
+            }
+            checker.checkField(member.value, field, path: member.key)
+        }
+        return checker.issues
+    }
+
     /// Checks `value` as a JSON array of `messageName` (e.g. an array of `mesos.Resource`).
     public static func checkArray(_ value: JSONValue, of messageName: String) -> [SchemaIssue] {
         guard case .array(let elements) = value else {

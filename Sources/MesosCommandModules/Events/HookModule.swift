@@ -1,0 +1,48 @@
+import Logging
+
+/// A `mesos::Hook` whose methods run commands (SPEC §4).
+public final class HookModule: CommandModule {
+    let events: EventRunner
+
+    /// The module's configuration.
+    public var configuration: ModuleConfiguration { events.configuration }
+    /// Counters and latency per event.
+    public var metrics: ModuleMetrics { events.metrics }
+    /// The private directory of this module's temporary files.
+    public var temporaryDirectory: String { events.runner.temporaryDirectory }
+
+    public init(configuration: ModuleConfiguration, logger: Logger) throws(ModuleError) {
+        precondition(configuration.kind == .hook, "a hook module needs a hook configuration")
+        events = try Self.makeRunner(configuration, logger)
+    }
+
+    /// Runs a hook event.
+    ///
+    /// - Returns: the JSON to hand back to Mesos (Labels, Environment, an array of Resource, …), or nil for
+    ///   "no change" / "none": no command configured, an empty output, an event without output, or a failure
+    ///   whose policy is `ignore`. For `hook_slave_task_status_decorator`, the whole TaskStatus with the
+    ///   command's `labels` and `container_status` merged over the input status.
+    /// - Throws: ``EventError`` when the command fails (policy `fail`) or writes what the event cannot take.
+    public func run(_ event: Event, envelope: Envelope) async throws(EventError) -> String? {
+        precondition(event.kind == .hook, "\(event.key) is not a hook event")
+        let subject = envelope.subject
+        guard let value = try await runCommand(event, envelope, subject: subject).value else { return nil }
+        switch event {
+        case .slaveTaskStatusDecorator:
+            return Self.merge(value, over: envelope.value("task_status") ?? .object([])).jsonText
+        default:
+            return event.output == .none ? nil : value.jsonText
+        }
+    }
+
+    /// The fields of TaskStatus a status decorator may change: Mesos applies these two only.
+    static let decoratedStatusFields = ["labels", "container_status"]
+
+    static func merge(_ output: JSONValue, over status: JSONValue) -> JSONValue {
+        var merged = status
+        for field in decoratedStatusFields {
+            if let value = output[field] { merged = merged.setting(field, to: value) }
+        }
+        return merged
+    }
+}

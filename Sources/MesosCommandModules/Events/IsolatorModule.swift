@@ -1,0 +1,285 @@
+import Glibc
+import Logging
+import Synchronization
+
+/// A `mesos::slave::Isolator` whose methods run commands (SPEC §5), remembering each container's
+/// `container_config` from `prepare` for every later event, on disk too so that `recover` restores it.
+///
+/// Events of different containers never wait for each other: each runs in the caller's task, the module
+/// holds no lock while a command runs, and only `max_in_flight` bounds them.
+public final class IsolatorModule: CommandModule {
+    let events: EventRunner
+
+    /// The module's configuration.
+    public var configuration: ModuleConfiguration { events.configuration }
+    /// Counters and latency per event.
+    public var metrics: ModuleMetrics { events.metrics }
+    /// The private directory of this module's temporary files.
+    public var temporaryDirectory: String { events.runner.temporaryDirectory }
+    let store: ContainerStateStore
+    /// The running watch loop of each container, cancelled by `cleanup`.
+    private let watches = Mutex<[ContainerID: Task<String?, any Error>]>([:])
+
+    public init(configuration: ModuleConfiguration, logger: Logger) throws(ModuleError) {
+        precondition(configuration.kind == .isolator, "an isolator module needs an isolator configuration")
+        events = try Self.makeRunner(configuration, logger)
+        store = ContainerStateStore(stateDirectory: configuration.stateDirectory, moduleName: configuration.moduleName)
+    }
+
+    /// `<state_dir>/<module_name>`.
+    public var stateDirectory: String { store.directory }
+
+    /// The containers this isolator knows.
+    public var containers: [ContainerID] { store.containers }
+
+    /// The remembered `container_config` of a container, if known.
+    public func containerConfig(_ id: ContainerID) -> String? { store.record(id)?.config }
+
+    // MARK: - Events
+
+    /// `recover`: restores the state of every container Mesos still knows (`states`) and of the `orphans` it
+    /// will clean up; a missing or corrupt file is logged and skipped, never fatal. Files of containers Mesos
+    /// no longer knows, and temporary files of an interrupted write, are removed. Then runs the recover
+    /// command, whose failure is only logged by default.
+    public func recover(states: String, orphans: String) async throws(EventError) {
+        let log = events.log(.recover, "-")
+        var known: [String: ContainerID] = [:]
+        for list in [states, orphans] {
+            guard case .array(let elements)? = try? JSONValue(parsing: list) else { continue }
+            for element in elements {
+                // A ContainerState holds its id under container_id; an orphan is the ContainerID itself.
+                if let id = (element["container_id"] ?? element).flatMap(ContainerID.init) { known[ContainerStateStore.fileName(id)] = id }
+            }
+        }
+        for (_, id) in known.sorted(by: { $0.key < $1.key }) where store.record(id) == nil {
+            do {
+                let config = try store.load(id)
+                store.put(.init(id: id, idJSON: id.json.jsonText, config: config))
+                log.info("Restored the state of container \(id)")
+            } catch {
+                log.error("Cannot restore the state of container \(id): \(error)")
+            }
+        }
+        for name in store.fileNames() where known[name] == nil {
+            store.removeFile(named: name)
+            if name.hasPrefix(".") {
+                log.warning("Removed '\(store.directory)/\(name)', left by an interrupted write")
+            } else {
+                log.warning("Removed the state of container '\(name)', which Mesos no longer knows")
+            }
+        }
+        var envelope = Envelope()
+        envelope.set("states", json: states)
+        envelope.set("orphans", json: orphans)
+        _ = try await runCommand(.recover, envelope, subject: "-")
+    }
+
+    /// `prepare`: remembers and persists the container's config, then runs the prepare command.
+    /// - Returns: the ContainerLaunchInfo JSON, or nil for none.
+    public func prepare(containerID: String, containerConfig: String) async throws(EventError) -> String? {
+        let id = try parseID(containerID, .prepare)
+        let record = ContainerStateStore.Record(id: id, idJSON: containerID, config: containerConfig)
+        guard store.insertNew(record) else {
+            throw EventError(.prepare, subject: id.description, refused: "mesos-command-module already initialized for container")
+        }
+        do {
+            try store.persist(record)
+        } catch {
+            _ = store.take(id)
+            throw EventError(.prepare, subject: id.description, refused: "Cannot persist the container's state: \(error)")
+        }
+        return try await runCommand(.prepare, envelope(id, record), subject: id.description).value?.jsonText
+    }
+
+    /// `isolate`: runs the isolate command with the container's pid.
+    public func isolate(containerID: String, pid: Int32) async throws(EventError) {
+        let id = try parseID(containerID, .isolate)
+        var envelope = envelope(id, store.record(id), idJSON: containerID)
+        envelope.set("pid", json: String(pid))
+        _ = try await runCommand(.isolate, envelope, subject: id.description)
+    }
+
+    /// `watch`: runs the watch command every `isolator_watch_frequence` seconds until it writes a
+    /// ContainerLimitation.
+    /// - Returns: the limitation's JSON; nil when there is nothing to watch (no command) or the watch ended
+    ///   because the container was cleaned up or the task was cancelled.
+    public func watch(containerID: String) async throws(EventError) -> String? {
+        let id = try parseID(containerID, .watch)
+        guard configuration.command(for: .watch) != nil else { return nil }
+        guard store.record(id) != nil else {
+            throw EventError(.watch, subject: id.description, refused: "mesos-command-module is not initialized for current container")
+        }
+        let loop = Task { () async throws -> String? in try await self.watchLoop(id) }
+        watches.withLock { $0[id]?.cancel(); $0[id] = loop }
+        let result = await withTaskCancellationHandler {
+            await loop.result
+        } onCancel: {
+            loop.cancel()
+        }
+        watches.withLock { if $0[id] == loop { $0[id] = nil } }
+        switch result {
+        case .success(let limitation): return limitation
+        case .failure(let error as EventError): throw error
+        case .failure: return nil
+        }
+    }
+
+    private func watchLoop(_ id: ContainerID) async throws -> String? {
+        let log = events.log(.watch, id.description)
+        while !Task.isCancelled {
+            guard let record = store.record(id) else {
+                log.info("Terminating watch loop: the container was cleaned up")
+                return nil
+            }
+            do {
+                if let limitation = try await runCommand(.watch, envelope(id, record), subject: id.description).value {
+                    return limitation.jsonText
+                }
+            } catch {
+                if error.kind == .cancelled { return nil }
+                throw error
+            }
+            try await Task.sleep(for: .milliseconds(Int64(configuration.watchFrequency * 1000)))
+        }
+        return nil
+    }
+
+    /// `update`: runs the update command with the new resource requests and limits.
+    public func update(containerID: String, resourceRequests: String, resourceLimits: String) async throws(EventError) {
+        let id = try parseID(containerID, .update)
+        var envelope = envelope(id, store.record(id), idJSON: containerID)
+        envelope.set("resource_requests", json: resourceRequests)
+        envelope.set("resource_limits", json: resourceLimits)
+        _ = try await runCommand(.update, envelope, subject: id.description)
+    }
+
+    /// `usage`: the container's ResourceStatistics, with `timestamp` filled if the command left it out.
+    /// Without a command, or when it writes nothing or fails (policy `ignore`, the default), statistics
+    /// holding only the timestamp.
+    public func usage(containerID: String) async throws(EventError) -> String {
+        let id = try parseID(containerID, .usage)
+        let now = Self.now()
+        guard configuration.command(for: .usage) != nil else { return Self.timestampOnly(now) }
+        guard let record = store.record(id) else {
+            throw EventError(.usage, subject: id.description, refused: "mesos-command-module is not initialized for current container")
+        }
+        guard let statistics = try await runCommand(.usage, envelope(id, record), subject: id.description).value else {
+            return Self.timestampOnly(now)
+        }
+        return statistics.jsonText
+    }
+
+    /// `status`: the ContainerStatus the command writes; `{}` without a command, for an empty output, or a
+    /// failure whose policy is `ignore` (the default).
+    public func status(containerID: String) async throws(EventError) -> String {
+        let id = try parseID(containerID, .status)
+        let envelope = envelope(id, store.record(id), idJSON: containerID)
+        return try await runCommand(.status, envelope, subject: id.description).value?.jsonText ?? "{}"
+    }
+
+    /// `cleanup`: stops the container's watch, runs the cleanup command with the remembered config and forgets
+    /// the container. A container never prepared (or already cleaned up) does not run the command.
+    public func cleanup(containerID: String) async throws(EventError) {
+        let id = try parseID(containerID, .cleanup)
+        watches.withLock { $0.removeValue(forKey: id)?.cancel() }
+        guard let record = store.take(id) else {
+            events.log(.cleanup, id.description).warning(
+                "Missing container info during cleanup of mesos-command-module, won't call command.")
+            return
+        }
+        // The file goes only after the command has run: if the agent dies meanwhile, the restarted agent's
+        // cleanup of the orphan still finds the config.
+        defer {
+            do {
+                try store.removeFile(id)
+            } catch {
+                events.log(.cleanup, id.description).error("\(error)")
+            }
+        }
+        _ = try await runCommand(.cleanup, envelope(id, record), subject: id.description)
+    }
+
+    /// Runs the watch command once: the limitation's JSON, or nil for an empty output (the agent would poll
+    /// again after `isolator_watch_frequence` seconds) or no command.
+    public func watchOnce(containerID: String) async throws(EventError) -> String? {
+        let id = try parseID(containerID, .watch)
+        guard let record = store.record(id) else {
+            throw EventError(.watch, subject: id.description, refused: "mesos-command-module is not initialized for current container")
+        }
+        return try await runCommand(.watch, envelope(id, record), subject: id.description).value?.jsonText
+    }
+
+    /// Loads one container's state from its file, as `recover` would. Returns false when there is no file.
+    public func restoreFromStateFile(containerID: String) throws(EventError) -> Bool {
+        let id = try parseID(containerID, .recover)
+        if store.record(id) != nil { return true }
+        do {
+            store.put(.init(id: id, idJSON: containerID, config: try store.load(id)))
+            return true
+        } catch {
+            if case .failed(ENOENT) = FileIO.read(path: store.path(id), limit: 1) { return false }
+            throw EventError(.recover, subject: id.description, refused: error.description)
+        }
+    }
+
+    /// Makes the isolator know a container without running prepare — for tools that run one later event on its
+    /// own (the CLI's `run`). Nothing is written to disk.
+    public func adopt(containerID: String, containerConfig: String) throws(EventError) {
+        let id = try parseID(containerID, .prepare)
+        store.put(.init(id: id, idJSON: containerID, config: containerConfig))
+    }
+
+    /// Runs any isolator event from a whole envelope (as the CLI reads it), with the envelope keys of SPEC §5.
+    /// `watch` runs once (``watchOnce(containerID:)``). Returns the event's JSON result, or nil for none.
+    public func run(_ event: Event, envelope: Envelope) async throws(EventError) -> String? {
+        precondition(event.kind == .isolator, "\(event.key) is not an isolator event")
+        let id = envelope.json("container_id") ?? "null"
+        switch event {
+        case .recover:
+            try await recover(states: envelope.json("states") ?? "[]", orphans: envelope.json("orphans") ?? "[]")
+        case .prepare:
+            return try await prepare(containerID: id, containerConfig: envelope.json("container_config") ?? "{}")
+        case .isolate:
+            try await isolate(containerID: id, pid: Int32(envelope.json("pid") ?? "") ?? 0)
+        case .watch:
+            return try await watchOnce(containerID: id)
+        case .update:
+            try await update(
+                containerID: id, resourceRequests: envelope.json("resource_requests") ?? "[]",
+                resourceLimits: envelope.json("resource_limits") ?? "{}")
+        case .usage:
+            return try await usage(containerID: id)
+        case .status:
+            return try await status(containerID: id)
+        case .cleanup:
+            try await cleanup(containerID: id)
+        default:
+            break
+        }
+        return nil
+    }
+
+    // MARK: - Helpers
+
+    private func parseID(_ json: String, _ event: Event) throws(EventError) -> ContainerID {
+        guard let value = try? JSONValue(parsing: json), let id = ContainerID(value) else {
+            throw EventError(event, subject: "-", refused: "container_id is not a ContainerID: \(json.prefix(200))")
+        }
+        return id
+    }
+
+    private func envelope(_ id: ContainerID, _ record: ContainerStateStore.Record?, idJSON: String? = nil) -> Envelope {
+        var envelope = Envelope()
+        envelope.set("container_id", json: idJSON ?? record?.idJSON ?? id.json.jsonText)
+        if let config = record?.config { envelope.set("container_config", json: config) }
+        return envelope
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    static func timestampOnly(_ now: Double) -> String { JSONValue.object([("timestamp", .number(now))]).jsonText }
+}

@@ -1,0 +1,50 @@
+import Logging
+
+/// A module could not start (its private temporary directory could not be made).
+public struct ModuleError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// What every module shares: its configuration, its command runner, metrics and logger.
+protocol CommandModule: Sendable {
+    var events: EventRunner { get }
+}
+
+extension CommandModule {
+    var configuration: ModuleConfiguration { events.configuration }
+
+    /// Runs the event's command if one is configured. Returns nil when none is, `.empty` for an empty output.
+    /// A failure whose policy is `ignore` is logged and returned as `.failedButIgnored`.
+    func runCommand(_ event: Event, _ envelope: Envelope, subject: String) async throws(EventError) -> Outcome {
+        guard let command = configuration.command(for: event) else { return .notConfigured }
+        do {
+            return .output(try await events.run(command, envelope: envelope, subject: subject))
+        } catch {
+            if error.kind == .command && command.failurePolicy == .ignore {
+                events.log(event, subject).warning("Ignoring the failure (\(event.key)_failure_policy=ignore)")
+                return .failedButIgnored(error)
+            }
+            throw error
+        }
+    }
+
+    static func makeRunner(_ configuration: ModuleConfiguration, _ logger: Logger) throws(ModuleError) -> EventRunner {
+        do {
+            return try EventRunner(configuration: configuration, logger: logger)
+        } catch {
+            throw ModuleError(description: "module '\(configuration.moduleName)': \(error.reason)")
+        }
+    }
+}
+
+enum Outcome {
+    case notConfigured
+    case output(CommandOutput)
+    case failedButIgnored(EventError)
+
+    /// The output value, if the command ran and wrote one.
+    var value: JSONValue? {
+        if case .output(.value(let value, _)) = self { return value }
+        return nil
+    }
+}

@@ -1,0 +1,153 @@
+import ArgumentParser
+import Glibc
+import MesosCommandModules
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one event's command exactly as the agent would, and check its output.",
+        discussion: """
+            Prints the result JSON on stdout (nothing for "no change"), the timing on stderr, and exits 1 with \
+            the error on stderr when the event fails — including output the agent would reject, with the field \
+            at fault. Isolator state lives in a private directory unless --state-dir is given; an isolator \
+            event other than prepare uses the container's state file there if any, else the input's \
+            container_config.
+            """)
+
+    @Argument(help: "The event key, e.g. isolator_prepare or hook_slave_run_task_label_decorator.")
+    var event: Event
+
+    @Option(help: "The modules manifest.")
+    var manifest: String
+
+    @Option(help: "The module's module_name (or its Mesos name, e.g. com_criteo_mesos_CommandIsolator2).")
+    var module: String
+
+    @Option(help: "A whole input envelope (JSON object); a realistic sample when omitted (see `events`).")
+    var input: String?
+
+    @Option(help: "The container id (nested: parent.child) for isolator events.")
+    var containerID: String?
+
+    @Option(help: "The isolator's state directory (state_dir); a private one, removed afterwards, when omitted.")
+    var stateDir: String?
+
+    @Flag(help: "Also fail on output fields the agent would silently ignore (unknown fields, unknown enum names).")
+    var strict = false
+
+    @Flag(help: "Log every input and output, as debug=true does.")
+    var verbose = false
+
+    func run() async throws {
+        let manifest = try loadManifest(manifest)
+        guard let entry = manifest.module(named: module) else {
+            let names = manifest.commandModules.map { $0.moduleName ?? $0.name }.joined(separator: ", ")
+            throw ValidationError("no module '\(module)' in the manifest (it has: \(names))")
+        }
+        guard entry.kind == event.kind else {
+            throw ValidationError("'\(module)' is a \(entry.kind!.rawValue) module; \(event.key) is an \(event.kind.rawValue) event")
+        }
+        var configuration: ModuleConfiguration
+        do {
+            configuration = try manifest.configuration(of: entry)
+        } catch {
+            printError(error.description)
+            throw ExitCode(1)
+        }
+        if verbose { configuration.debug = true }
+        guard configuration.command(for: event) != nil else {
+            printError("module '\(configuration.moduleName)' has no \(event.key)_command: the agent would not run anything for this event")
+            throw ExitCode(1)
+        }
+
+        var envelope = try readEnvelope()
+        let logger = makeLogger(configuration.moduleName, verbose: verbose)
+        let scratch = stateDir == nil ? try ScratchDirectory("mesos-command-modules-run") : nil
+        defer { scratch?.remove() }
+        configuration.stateDirectory = stateDir ?? scratch!.path
+
+        let start = ContinuousClock.now
+        let result: String?
+        do {
+            if event.kind == .hook {
+                result = try await HookModule(configuration: configuration, logger: logger).run(event, envelope: envelope)
+            } else {
+                let isolator = try IsolatorModule(configuration: configuration, logger: logger)
+                if event.isPerContainer && event != .prepare {
+                    try adoptContainer(isolator, &envelope)
+                }
+                result = try await isolator.run(event, envelope: envelope)
+            }
+        } catch let error as EventError {
+            printError("error: \(error)")
+            printError("\(event.key) failed after \(formatMilliseconds(ContinuousClock.now - start))")
+            throw ExitCode(1)
+        }
+        let elapsed = ContinuousClock.now - start
+        if let result {
+            print((try? JSONValue(parsing: result).prettyText) ?? result)
+        } else if event == .watch {
+            printError("empty output: no limitation; the agent would run the command again in \(configuration.watchFrequency)s")
+        }
+        printError("\(event.key) took \(formatMilliseconds(elapsed))")
+        if strict && CLILogHandler.warnings.withLock({ $0 }) > 0 {
+            printError("error: --strict: the output has fields the agent would ignore (see the warnings above)")
+            throw ExitCode(1)
+        }
+    }
+
+    func readEnvelope() throws -> Envelope {
+        var envelope: Envelope
+        if let input {
+            guard let text = try? String(contentsOfFile: input) else { throw ValidationError("cannot read --input '\(input)'") }
+            do {
+                envelope = try Envelope(parsing: text)
+            } catch {
+                throw ValidationError("--input '\(input)' is not a JSON object: \(error)")
+            }
+        } else {
+            envelope = SampleEnvelopes.envelope(for: event)
+        }
+        if let containerID {
+            let id = ContainerID(path: containerID.split(separator: ".").map(String.init))
+            envelope.set("container_id", value: id.json)
+            if envelope.json("container_config") != nil || event == .prepare {
+                envelope.set("container_config", json: envelope.json("container_config") ?? SampleEnvelopes.containerConfig(for: id.json.jsonText))
+            }
+        }
+        return envelope
+    }
+
+    /// An event after prepare needs the container's state: from its state file, else from the input.
+    func adoptContainer(_ isolator: IsolatorModule, _ envelope: inout Envelope) throws {
+        let id = envelope.json("container_id") ?? SampleEnvelopes.containerID
+        if try isolator.restoreFromStateFile(containerID: id) {
+            printError("note: using the container's state from \(isolator.stateDirectory)")
+            return
+        }
+        let config = envelope.json("container_config") ?? SampleEnvelopes.containerConfig(for: id)
+        try isolator.adopt(containerID: id, containerConfig: config)
+        printError("note: the container was not prepared in \(isolator.stateDirectory); using the input's container_config")
+    }
+}
+
+extension ContainerID {
+    init(path: [String]) {
+        self.init(path.last ?? "")
+        self.path = path
+    }
+}
+
+extension String {
+    init?(contentsOfFile path: String) {
+        guard let file = fopen(path, "rb") else { return nil }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, file)
+            if n <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        self = String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,192 @@
+import ArgumentParser
+import Glibc
+import Logging
+import MesosCommandModules
+
+struct Simulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Drive every configured hook event and whole container lifecycles against a manifest's scripts.",
+        discussion: """
+            Hooks: every hook event with a sample envelope. Isolators: container A goes through prepare, \
+            isolate, watch ticks, usage, update, status and cleanup; container B (nested) is prepared, then the \
+            agent "restarts" — a fresh module instance recovers B from the state files — and B is cleaned up. \
+            Isolator state lives in a private directory. With no --manifest, the bundled examples are used.
+            """)
+
+    @Option(help: "The modules manifest; the bundled examples/modules.json when omitted.")
+    var manifest: String?
+
+    @Option(help: "How many watch runs to show.")
+    var watchTicks = 3
+
+    @Flag(help: "Print whole envelopes and results, and log as debug=true does.")
+    var verbose = false
+
+    func run() async throws {
+        let path = try manifest ?? examplesManifest()
+        let manifest = try loadManifest(path)
+        print("Manifest: \(path)")
+        var report = Report(manifestDirectory: manifest.directory, verbose: verbose)
+        let scratch = try ScratchDirectory("mesos-command-modules-simulate")
+        defer { scratch.remove() }
+
+        for entry in manifest.commandModules {
+            var configuration: ModuleConfiguration
+            do {
+                configuration = try manifest.configuration(of: entry)
+            } catch {
+                print("\n\(entry.name): cannot load\n\(error)")
+                report.failures += 1
+                continue
+            }
+            configuration.debug = configuration.debug || verbose
+            let logger = makeLogger(configuration.moduleName, verbose: verbose, quiet: !verbose)
+            if entry.kind == .hook {
+                print("\nHook module '\(configuration.moduleName)' (\(entry.name))")
+                let hook = try HookModule(configuration: configuration, logger: logger)
+                for event in Event.allCases where event.kind == .hook {
+                    await report.step(event, configuration, SampleEnvelopes.envelope(for: event)) {
+                        try await hook.run(event, envelope: $0)
+                    }
+                }
+                report.metrics(hook.metrics)
+            } else {
+                configuration.stateDirectory = scratch.path + "/state"
+                print("\nIsolator module '\(configuration.moduleName)' (\(entry.name)), state in \(configuration.stateDirectory)")
+                try await simulateIsolator(configuration, logger: logger, scratch: scratch, report: &report)
+            }
+        }
+        print("\n\(report.steps) steps, \(report.failures) failed")
+        if report.failures > 0 { throw ExitCode(1) }
+    }
+
+    func simulateIsolator(_ configuration: ModuleConfiguration, logger: Logger, scratch: ScratchDirectory,
+                          report: inout Report) async throws {
+        let limitDirectory = scratch.path + "/limits"
+        mkdir(limitDirectory, 0o700)
+        setenv("MCM_EXAMPLE_LIMIT_DIR", limitDirectory, 1)
+
+        var isolator = try IsolatorModule(configuration: configuration, logger: logger)
+        let a = SampleEnvelopes.containerID
+        let b = #"{"value":"check-1","parent":{"value":"9b8c7d6e-5f4a-4b3c-8d2e-1f0a9b8c7d6e"}}"#
+
+        print("  Container A: \(ContainerIDText(a))")
+        for event in [Event.prepare, .isolate] {
+            await report.step(event, configuration, SampleEnvelopes.envelope(for: event, containerID: a)) {
+                try await isolator.run(event, envelope: $0)
+            }
+        }
+        for tick in 1...max(1, watchTicks) {
+            if tick == max(1, watchTicks) {
+                // The example watch.sh limits a container once this file exists.
+                fclose(fopen(limitDirectory + "/" + ContainerIDText(a), "w"))
+            }
+            await report.step(.watch, configuration, SampleEnvelopes.envelope(for: .watch, containerID: a),
+                              label: "isolator_watch #\(tick)", emptyMeaning: "no limitation, keep polling") {
+                try await isolator.run(.watch, envelope: $0)
+            }
+        }
+        for event in [Event.usage, .usage, .update, .status, .cleanup] {
+            await report.step(event, configuration, SampleEnvelopes.envelope(for: event, containerID: a)) {
+                try await isolator.run(event, envelope: $0)
+            }
+        }
+
+        print("  Container B (nested): \(ContainerIDText(b))")
+        await report.step(.prepare, configuration, SampleEnvelopes.envelope(for: .prepare, containerID: b)) {
+            try await isolator.run(.prepare, envelope: $0)
+        }
+        let files = (try? directoryEntries(isolator.stateDirectory)) ?? []
+        print("    state files before the restart: \(files.joined(separator: ", "))")
+        report.metrics(isolator.metrics)
+
+        print("  Agent restart: a new module instance recovers from \(isolator.stateDirectory)")
+        isolator = try IsolatorModule(configuration: configuration, logger: logger)
+        var recover = SampleEnvelopes.envelope(for: .recover, containerID: b)
+        recover.set("states", json: #"[{"container_id":\#(b),"pid":4343,"directory":"/var/lib/mesos/slaves/S0/frameworks/F0/executors/check/runs/check-1"}]"#)
+        await report.step(.recover, configuration, recover) { try await isolator.run(.recover, envelope: $0) }
+        let restored = isolator.containerConfig(ContainerID(path: ["9b8c7d6e-5f4a-4b3c-8d2e-1f0a9b8c7d6e", "check-1"])) != nil
+        print("    container B restored after the restart: \(restored ? "yes" : "NO")")
+        if !restored { report.failures += 1 }
+        for event in [Event.usage, .cleanup] {
+            await report.step(event, configuration, SampleEnvelopes.envelope(for: event, containerID: b)) {
+                try await isolator.run(event, envelope: $0)
+            }
+        }
+        let left = (try? directoryEntries(isolator.stateDirectory)) ?? []
+        print("    state files after cleanup: \(left.isEmpty ? "none" : left.joined(separator: ", "))")
+        if !left.isEmpty { report.failures += 1 }
+        report.metrics(isolator.metrics)
+    }
+}
+
+func ContainerIDText(_ json: String) -> String {
+    ((try? JSONValue(parsing: json)).flatMap(ContainerID.init)).map(\.description) ?? json
+}
+
+func directoryEntries(_ path: String) throws -> [String] {
+    guard let dir = opendir(path) else { return [] }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names.sorted()
+}
+
+/// The simulation's output: one line per step with its command, duration and result.
+struct Report {
+    let manifestDirectory: String
+    let verbose: Bool
+    var steps = 0
+    var failures = 0
+
+    func display(_ path: String) -> String {
+        path.hasPrefix(manifestDirectory + "/") ? String(path.dropFirst(manifestDirectory.count + 1)) : path
+    }
+
+    mutating func step(_ event: Event, _ configuration: ModuleConfiguration, _ envelope: Envelope, label: String? = nil,
+                       emptyMeaning: String? = nil, _ body: (Envelope) async throws -> String?) async {
+        steps += 1
+        let name = label ?? event.key
+        guard let command = configuration.command(for: event) else {
+            print("    -  \(name): not configured")
+            return
+        }
+        let start = ContinuousClock.now
+        let outcome: String
+        do {
+            let result = try await body(envelope)
+            if let result {
+                outcome = verbose ? "\n" + ((try? JSONValue(parsing: result).prettyText) ?? result) : truncate(result)
+            } else {
+                outcome = emptyMeaning ?? (event.output == .none ? "done" : "no change")
+            }
+            print("    ✓  \(name)  \(formatMilliseconds(ContinuousClock.now - start))  → \(outcome)")
+        } catch {
+            failures += 1
+            print("    ✗  \(name)  \(formatMilliseconds(ContinuousClock.now - start))  → error: \(error)")
+        }
+        let keys = envelope.members.map(\.key).joined(separator: ", ")
+        print("         \(display(command.path)) ← {\(keys)}")
+        if verbose { print((try? JSONValue(parsing: envelope.jsonText).prettyText) ?? envelope.jsonText) }
+    }
+
+    func truncate(_ text: String) -> String {
+        text.count <= 100 ? text : String(text.prefix(97)) + "..."
+    }
+
+    func metrics(_ metrics: ModuleMetrics) {
+        let snapshot = metrics.snapshot().sorted { $0.key.key < $1.key.key }
+        guard !snapshot.isEmpty else { return }
+        print("    metrics (calls/failures/timeouts, mean latency):")
+        for (event, value) in snapshot {
+            print("      \(event.key.padding(52)) \(value.calls)/\(value.failures)/\(value.timeouts)  \(formatMilliseconds(.milliseconds(Int64(value.meanSeconds * 1_000_000)) / 1000))")
+        }
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
