@@ -33,7 +33,8 @@ let package = Package(
         ),
         .testTarget(
             name: "MesosCommandModulesTests",
-            dependencies: ["MesosCommandModules", "CMesosCommandSpawn"]
+            // The CLI is a dependency so that `swift test` builds it: the CLI tests run the real binary.
+            dependencies: ["MesosCommandModules", "CMesosCommandSpawn", "mesos-command-modules"]
         ),
     ]
 )

@@ -112,3 +112,93 @@ func zombieChildren() -> [pid_t] {
 func makeRunner(_ sandbox: Sandbox, grace: Double = 1, outputMax: Int = 1 << 20) throws -> CommandRunner {
     try CommandRunner(temporaryDirectory: sandbox.path, moduleName: "test", gracePeriod: grace, outputMaxBytes: outputMax)
 }
+
+import Logging
+import Synchronization
+
+/// Log lines captured from a module, to assert on what an operator would see.
+final class CapturedLog: Sendable {
+    let lines = Mutex<[String]>([])
+
+    var all: [String] { lines.withLock { $0 } }
+
+    func contains(_ text: String) -> Bool { all.contains { $0.contains(text) } }
+
+    var logger: Logger {
+        Logger(label: "test") { _ in CapturingHandler(log: self) }
+    }
+
+    struct CapturingHandler: LogHandler {
+        let log: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            log.lines.withLock { $0.append("\(event.level): \(event.message)") }
+        }
+    }
+}
+
+/// A module configuration whose commands are scripts in `sandbox`.
+func configuration(_ kind: ModuleKind, _ sandbox: Sandbox, name: String = "test_module",
+                   _ parameters: [(String, String)]) throws -> ModuleConfiguration {
+    var all: [(key: String, value: String)] = [("module_name", name), ("temp_dir", sandbox.path)]
+    if kind == .isolator { all.append(("state_dir", sandbox.path + "/state")) }
+    all += parameters.map { (key: $0.0, value: $0.1) }
+    return try ModuleConfiguration(kind: kind, parameters: all)
+}
+
+func hook(_ sandbox: Sandbox, _ parameters: [(String, String)], log: CapturedLog = CapturedLog()) throws -> HookModule {
+    try HookModule(configuration: configuration(.hook, sandbox, parameters), logger: log.logger)
+}
+
+func isolator(_ sandbox: Sandbox, _ parameters: [(String, String)], log: CapturedLog = CapturedLog()) throws
+    -> IsolatorModule
+{
+    try IsolatorModule(configuration: configuration(.isolator, sandbox, parameters), logger: log.logger)
+}
+
+/// A container id's JSON.
+func cid(_ value: String) -> String { #"{"value":"\#(value)"}"# }
+
+/// The error an async call throws, if any.
+func thrownError<T>(_ body: () async throws -> T) async -> (any Error)? {
+    do {
+        _ = try await body()
+        return nil
+    } catch {
+        return error
+    }
+}
+
+/// The built CLI, next to the test bundle.
+var cliPath: String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, 4095)
+    let exe = String(decoding: buffer[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let dir = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+    return dir + "/mesos-command-modules"
+}
+
+/// The repository's root (for the examples).
+let repositoryRoot: String = {
+    let source = #filePath
+    return source.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/")
+}()
+
+/// Runs the CLI with `arguments` in `directory`; returns its exit status, stdout and stderr.
+func runCLI(_ arguments: [String], in directory: String = repositoryRoot) -> (status: Int32, stdout: String, stderr: String) {
+    let sandbox = Sandbox()
+    let quoted = arguments.map { "'" + $0.replacingAll("'", with: "'\\''") + "'" }.joined(separator: " ")
+    let status = shell("cd '\(directory)' && '\(cliPath)' \(quoted) > '\(sandbox.path)/out' 2> '\(sandbox.path)/err'")
+    return (status, sandbox.read(sandbox.path + "/out") ?? "", sandbox.read(sandbox.path + "/err") ?? "")
+}
+
+extension String {
+    func replacingAll(_ target: String, with replacement: String) -> String {
+        split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}

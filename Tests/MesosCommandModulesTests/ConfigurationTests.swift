@@ -1,0 +1,168 @@
+import Glibc
+import Testing
+
+@testable import MesosCommandModules
+
+/// SPEC §1 and §2: loading a module from its manifest parameters.
+@Suite struct ConfigurationTests {
+    let sandbox = Sandbox()
+
+    func parse(_ parameters: [(String, String)], kind: ModuleKind = .isolator) throws(ConfigurationError)
+        -> ModuleConfiguration
+    {
+        try ModuleConfiguration(kind: kind, parameters: parameters.map { (key: $0.0, value: $0.1) })
+    }
+
+    func issues(_ parameters: [(String, String)], kind: ModuleKind = .isolator) -> [ConfigurationIssue] {
+        do {
+            _ = try parse(parameters, kind: kind)
+            return []
+        } catch {
+            return error.issues
+        }
+    }
+
+    @Test func theTwentyTwoModuleNamesOfTheSeed() {
+        #expect(ModuleKind.hook.moduleNames.count == 11)
+        #expect(ModuleKind.isolator.moduleNames.count == 11)
+        #expect(ModuleKind(moduleName: "com_criteo_mesos_CommandHook") == .hook)
+        #expect(ModuleKind(moduleName: "com_criteo_mesos_CommandHook11") == .hook)
+        #expect(ModuleKind(moduleName: "com_criteo_mesos_CommandIsolator7") == .isolator)
+        #expect(ModuleKind(moduleName: "com_criteo_mesos_CommandIsolator12") == nil)
+        #expect(ModuleKind(moduleName: "com_criteo_mesos_CommandHook1") == nil)
+    }
+
+    @Test func moduleNameIsMandatory() {
+        let found = issues([("debug", "true")])
+        #expect(found.map(\.key) == ["module_name"])
+        #expect(found.first?.message == "module_name parameter is mandatory for all defined modules")
+    }
+
+    @Test func theSeedDefaults() throws {
+        let script = sandbox.script("prepare.sh", "#!/bin/sh\n")
+        let configuration = try parse([("module_name", "m"), ("isolator_prepare_command", script)])
+        let command = try #require(configuration.command(for: .prepare))
+        #expect(command.timeout == 30)
+        #expect(command.failurePolicy == .fail)
+        #expect(configuration.watchFrequency == 30)
+        #expect(configuration.gracePeriod == 1)
+        #expect(configuration.stateDirectory == "/var/run/mesos/isolators/command")
+        #expect(configuration.debug == false)
+        #expect(configuration.command(for: .cleanup) == nil)
+    }
+
+    @Test func everyParameterIsRead() throws {
+        let script = sandbox.script("watch.sh", "#!/bin/sh\n")
+        let configuration = try parse([
+            ("module_name", "m"), ("debug", "true"), ("isolator_watch_command", script), ("isolator_watch_timeout", "2.5"),
+            ("isolator_watch_frequence", "10"), ("isolator_watch_failure_policy", "fail"), ("grace_period", "0"),
+            ("state_dir", "/srv/state"), ("temp_dir", "/srv/tmp"), ("output_max_bytes", "1024"), ("max_in_flight", "3"),
+        ])
+        #expect(configuration.debug)
+        #expect(configuration.command(for: .watch) == CommandConfiguration(event: .watch, path: script, timeout: 2.5, failurePolicy: .fail))
+        #expect(configuration.watchFrequency == 10)
+        #expect(configuration.gracePeriod == 0)
+        #expect(configuration.stateDirectory == "/srv/state")
+        #expect(configuration.temporaryDirectory == "/srv/tmp")
+        #expect(configuration.outputMaxBytes == 1024)
+        #expect(configuration.maxInFlight == 3)
+    }
+
+    @Test func frequencyIsAcceptedToo() throws {
+        #expect(try parse([("module_name", "m"), ("isolator_watch_frequency", "5")]).watchFrequency == 5)
+        #expect(issues([("module_name", "m"), ("isolator_watch_frequency", "5"), ("isolator_watch_frequence", "6")]).count == 1)
+    }
+
+    @Test func defaultFailurePoliciesFollowTheTables() {
+        #expect(Event.recover.defaultFailurePolicy == .ignore)
+        #expect(Event.usage.defaultFailurePolicy == .ignore)
+        #expect(Event.status.defaultFailurePolicy == .ignore)
+        #expect(Event.watch.defaultFailurePolicy == .ignore)
+        #expect(Event.prepare.defaultFailurePolicy == .fail)
+        #expect(Event.cleanup.defaultFailurePolicy == .fail)
+        #expect(Event.slaveRunTaskLabelDecorator.defaultFailurePolicy == .fail)
+    }
+
+    @Test func anUnknownKeyIsAnErrorWithASuggestion() {
+        let found = issues([("module_name", "m"), ("isolator_prepar_command", "/bin/true")])
+        #expect(found.count == 1)
+        #expect(found.first?.key == "isolator_prepar_command")
+        #expect(found.first?.message == "unknown parameter (did you mean 'isolator_prepare_command'?)")
+        // The seed's examples used the event key alone.
+        #expect(issues([("module_name", "m"), ("isolator_cleanup", "/bin/true")]).first?.message
+            == "unknown parameter (did you mean 'isolator_cleanup_command'?)")
+    }
+
+    @Test func aMissingCommandFileNamesTheKey() {
+        let found = issues([("module_name", "m"), ("isolator_prepare_command", sandbox.path + "/nope.sh")])
+        #expect(found.map(\.description) == ["parameter 'isolator_prepare_command': '\(sandbox.path)/nope.sh' does not exist"])
+    }
+
+    @Test func aNonExecutableCommandNamesTheKey() {
+        let script = sandbox.script("plain.sh", "#!/bin/sh\n", mode: 0o644)
+        let found = issues([("module_name", "m"), ("hook_slave_remove_executor_hook_command", script)], kind: .hook)
+        #expect(found.map(\.description) == ["parameter 'hook_slave_remove_executor_hook_command': '\(script)' is not executable (chmod +x)"])
+    }
+
+    @Test func aDirectoryIsNotACommand() {
+        let found = issues([("module_name", "m"), ("isolator_prepare_command", sandbox.path)])
+        #expect(found.first?.message == "'\(sandbox.path)' is a directory, not an executable file")
+    }
+
+    @Test(arguments: ["abc", "-1", "0", "10s", "", "nan", "inf", "1e9"])
+    func badSecondsNameTheKey(_ value: String) {
+        let found = issues([("module_name", "m"), ("isolator_usage_timeout", value)])
+        #expect(found.map(\.key) == ["isolator_usage_timeout"])
+    }
+
+    @Test func badCountsBooleansPoliciesAndPaths() {
+        let found = issues([
+            ("module_name", "m"), ("max_in_flight", "0"), ("output_max_bytes", "lots"), ("debug", "yes"),
+            ("isolator_prepare_failure_policy", "retry"), ("state_dir", "relative/dir"),
+        ])
+        #expect(Set(found.map(\.key)) == ["max_in_flight", "output_max_bytes", "debug", "isolator_prepare_failure_policy", "state_dir"])
+    }
+
+    @Test func everyProblemIsReportedWithTheModule() {
+        do throws(ConfigurationError) {
+            _ = try parse([("module_name", "edge"), ("bogus", "1"), ("isolator_usage_timeout", "x")])
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.description.contains("module 'edge': parameter 'bogus': unknown parameter"))
+            #expect(error.description.contains("module 'edge': parameter 'isolator_usage_timeout': 'x' is not a number of seconds"))
+        }
+    }
+
+    @Test func anEmptyCommandMeansNotHandledAsInTheSeed() throws {
+        let configuration = try parse([("module_name", "m"), ("isolator_prepare_command", "")])
+        #expect(configuration.command(for: .prepare) == nil)
+    }
+
+    @Test func aKeyOfTheOtherKindIsAWarningNotAnError() throws {
+        let script = sandbox.script("p.sh", "#!/bin/sh\n")
+        let configuration = try parse([("module_name", "m"), ("isolator_prepare_command", script)], kind: .hook)
+        #expect(configuration.command(for: .prepare) == nil)
+        #expect(configuration.warnings.map(\.key) == ["isolator_prepare_command"])
+    }
+
+    @Test func relativeCommandPathsResolveAgainstABaseDirectory() throws {
+        sandbox.script("rel.sh", "#!/bin/sh\n")
+        let configuration = try ModuleConfiguration(
+            kind: .isolator, parameters: [("module_name", "m"), ("isolator_prepare_command", "rel.sh")],
+            baseDirectory: sandbox.path)
+        #expect(configuration.command(for: .prepare)?.path == sandbox.path + "/rel.sh")
+    }
+
+    @Test func theManifestFormatOfMesos() throws {
+        let manifest = try ModulesManifest(parsing: """
+            {"libraries":[{"file":"/x/libmesos_command_modules.so","modules":[
+              {"name":"com_criteo_mesos_CommandHook","parameters":[{"key":"module_name","value":"h"}]},
+              {"name":"org_apache_mesos_Other","parameters":[]},
+              {"name":"com_criteo_mesos_CommandIsolator3","parameters":[{"key":"module_name","value":"i"}]}]}]}
+            """, directory: "/x")
+        #expect(manifest.modules.count == 3)
+        #expect(manifest.commandModules.map(\.name) == ["com_criteo_mesos_CommandHook", "com_criteo_mesos_CommandIsolator3"])
+        #expect(manifest.module(named: "i")?.kind == .isolator)
+        #expect(throws: ManifestError.self) { try ModulesManifest(parsing: "{\"libraries\": 3}", directory: "/") }
+    }
+}
