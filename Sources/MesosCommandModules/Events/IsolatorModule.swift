@@ -48,7 +48,7 @@ public final class IsolatorModule: CommandModule {
             guard case .array(let elements)? = try? JSONValue(parsing: list) else { continue }
             for element in elements {
                 // A ContainerState holds its id under container_id; an orphan is the ContainerID itself.
-                if let id = (element["container_id"] ?? element).flatMap(ContainerID.init) { known[ContainerStateStore.fileName(id)] = id }
+                if let id = ContainerID(element["container_id"] ?? element) { known[ContainerStateStore.fileName(id)] = id }
             }
         }
         for (_, id) in known.sorted(by: { $0.key < $1.key }) where store.record(id) == nil {

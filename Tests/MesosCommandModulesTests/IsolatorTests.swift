@@ -1,0 +1,251 @@
+import Glibc
+import Testing
+
+@testable import MesosCommandModules
+
+/// SPEC §5: isolator events, state and recovery.
+@Suite struct IsolatorTests {
+    let sandbox = Sandbox()
+
+    /// A script appending "<event> <input>" lines to `calls.log` and writing `output`.
+    func recording(_ event: Event, output: String = "") -> (String, String) {
+        sandbox.write(sandbox.path + "/\(event.key).out", output)
+        let script = sandbox.script(event.key, """
+            #!/bin/sh
+            { printf '%s ' \(event.key); cat "$1"; echo; } >> \(sandbox.path)/calls.log
+            cat "$0.out" > "$2"
+            """)
+        return (event.key + "_command", script)
+    }
+
+    var calls: [String] { (sandbox.read(sandbox.path + "/calls.log") ?? "").split(separator: "\n").map(String.init) }
+
+    @Test func theContainerConfigFromPrepareReachesEveryLaterEvent() async throws {
+        let module = try isolator(sandbox, [
+            recording(.prepare, output: #"{"user":"app_user"}"#), recording(.isolate), recording(.update),
+            recording(.usage, output: #"{"cpus_limit":2}"#), recording(.status, output: #"{"executor_pid":7}"#),
+            recording(.cleanup),
+        ])
+        let id = cid("c1")
+        let config = SampleEnvelopes.containerConfig(for: id)
+        #expect(try await module.prepare(containerID: id, containerConfig: config) == #"{"user":"app_user"}"#)
+        try await module.isolate(containerID: id, pid: 1234)
+        try await module.update(containerID: id, resourceRequests: "[]", resourceLimits: #"{"cpus":{"value":2}}"#)
+        let usage = try JSONValue(parsing: try await module.usage(containerID: id))
+        #expect(usage["cpus_limit"] == .number("2"))
+        #expect(usage["timestamp"]?.doubleValue ?? 0 > 1_700_000_000)
+        #expect(try await module.status(containerID: id) == #"{"executor_pid":7}"#)
+        try await module.cleanup(containerID: id)
+
+        let expected: [(Event, [String])] = [
+            (.prepare, ["container_id", "container_config"]), (.isolate, ["container_id", "container_config", "pid"]),
+            (.update, ["container_id", "container_config", "resource_requests", "resource_limits"]),
+            (.usage, ["container_id", "container_config"]), (.status, ["container_id", "container_config"]),
+            (.cleanup, ["container_id", "container_config"]),
+        ]
+        #expect(calls.count == expected.count)
+        for (line, (event, keys)) in zip(calls, expected) {
+            #expect(line.hasPrefix(event.key + " "))
+            let envelope = try JSONValue(parsing: String(line.dropFirst(event.key.count + 1)))
+            #expect(envelope.objectMembers?.map(\.key) == keys)
+            #expect(envelope["container_config"] == (try JSONValue(parsing: config)))
+        }
+        #expect(calls[1].contains(#""pid":1234"#))
+    }
+
+    @Test func aSecondPrepareOfTheSameContainerFails() async throws {
+        let module = try isolator(sandbox, [recording(.prepare)])
+        _ = try await module.prepare(containerID: cid("twice"), containerConfig: "{}")
+        let error = await thrownError { try await module.prepare(containerID: cid("twice"), containerConfig: "{}") } as? EventError
+        #expect(error?.description == "[TASK=twice, METHOD=prepare] mesos-command-module already initialized for container")
+        #expect(calls.count == 1)
+    }
+
+    @Test func cleanupOfAnUnknownContainerDoesNotRunTheCommand() async throws {
+        let log = CapturedLog()
+        let module = try isolator(sandbox, [recording(.cleanup)], log: log)
+        try await module.cleanup(containerID: cid("stranger"))
+        #expect(calls.isEmpty)
+        #expect(log.contains("[TASK=stranger, METHOD=cleanup] Missing container info during cleanup of mesos-command-module, won't call command."))
+    }
+
+    @Test func stateIsPersistedAndRestoredByAFreshInstance() async throws {
+        let parameters = [recording(.prepare), recording(.cleanup), recording(.recover)]
+        let first = try isolator(sandbox, parameters)
+        let nested = #"{"value":"child","parent":{"value":"parent"}}"#
+        _ = try await first.prepare(containerID: cid("a"), containerConfig: #"{"directory":"/a","command_info":{}}"#)
+        _ = try await first.prepare(containerID: nested, containerConfig: #"{"directory":"/n","command_info":{}}"#)
+        #expect(Sandbox.entries(first.stateDirectory) == ["a", "parent.child"])
+        // The seed's format: the file holds the ContainerConfig JSON.
+        #expect(sandbox.read(first.stateDirectory + "/a") == #"{"directory":"/a","command_info":{}}"#)
+
+        let second = try isolator(sandbox, parameters)  // the agent restarted
+        #expect(second.containers.isEmpty)
+        try await second.recover(states: #"[{"container_id":{"value":"a"},"pid":1,"directory":"/a"}]"#, orphans: "[\(nested)]")
+        #expect(second.containerConfig(ContainerID("a")) == #"{"directory":"/a","command_info":{}}"#)
+        #expect(second.containerConfig(ContainerID("child", parent: ContainerID("parent"))) == #"{"directory":"/n","command_info":{}}"#)
+        try await second.cleanup(containerID: nested)
+        #expect(calls.last?.contains(#""directory":"/n""#) == true)
+        #expect(Sandbox.entries(second.stateDirectory) == ["a"])
+    }
+
+    @Test func recoverSkipsCorruptFilesAndRemovesStaleOnes() async throws {
+        let log = CapturedLog()
+        let module = try isolator(sandbox, [recording(.recover)], log: log)
+        let dir = module.stateDirectory
+        shell("mkdir -p '\(dir)'")
+        sandbox.write(dir + "/good", #"{"directory":"/g"}"#)
+        sandbox.write(dir + "/corrupt", #"{"directory":"#)
+        sandbox.write(dir + "/stale", #"{"directory":"/s"}"#)
+        sandbox.write(dir + "/.good.tmp.123", #"{"dire"#)
+        let states = #"[{"container_id":{"value":"good"}},{"container_id":{"value":"corrupt"}},{"container_id":{"value":"missing"}}]"#
+        try await module.recover(states: states, orphans: "[]")
+        #expect(module.containers.map(\.description) == ["good"])
+        #expect(log.contains("Cannot restore the state of container corrupt"))
+        #expect(log.contains("Cannot restore the state of container missing"))
+        #expect(log.contains("Removed the state of container 'stale'"))
+        #expect(log.contains("left by an interrupted write"))
+        #expect(Sandbox.entries(dir) == ["corrupt", "good"])
+        #expect(calls.first?.hasPrefix("isolator_recover {\"states\":[") == true)
+    }
+
+    @Test func aFailingRecoverCommandIsOnlyLogged() async throws {
+        let failing = sandbox.script("recover.sh", "#!/bin/sh\nexit 4\n")
+        let log = CapturedLog()
+        let module = try isolator(sandbox, [("isolator_recover_command", failing)], log: log)
+        try await module.recover(states: "[]", orphans: "[]")
+        #expect(log.contains("exited with return code 4"))
+    }
+
+    @Test func emptyOutputsPerEvent() async throws {
+        let module = try isolator(sandbox, [recording(.prepare), recording(.usage), recording(.status), recording(.watch)])
+        let id = cid("empty")
+        #expect(try await module.prepare(containerID: id, containerConfig: "{}") == nil)
+        let usage = try JSONValue(parsing: try await module.usage(containerID: id))
+        #expect(usage.objectMembers?.map(\.key) == ["timestamp"])
+        #expect(try await module.status(containerID: id) == "{}")
+        #expect(try await module.watchOnce(containerID: id) == nil)
+    }
+
+    @Test func usageFailuresGiveTimestampOnlyStatisticsAsTheSeedDid() async throws {
+        let failing = sandbox.script("usage.sh", "#!/bin/sh\necho '{\"cpus_limit\": \"lots\"}' > \"$2\"\n")
+        let module = try isolator(sandbox, [("isolator_usage_command", failing)])
+        try module.adopt(containerID: cid("u"), containerConfig: "{}")
+        let usage = try JSONValue(parsing: try await module.usage(containerID: cid("u")))
+        #expect(usage.objectMembers?.map(\.key) == ["timestamp"])
+        // An unknown container fails, as in the seed.
+        let error = await thrownError { try await module.usage(containerID: cid("nobody")) } as? EventError
+        #expect(error?.message == "mesos-command-module is not initialized for current container")
+    }
+
+    @Test func prepareFailsWithTheCommandAndPolicyFail() async throws {
+        let failing = sandbox.script("prepare.sh", "#!/bin/sh\necho 'no network' > \"$3\"\nexit 1\n")
+        let module = try isolator(sandbox, [("isolator_prepare_command", failing)])
+        let error = await thrownError { try await module.prepare(containerID: cid("p"), containerConfig: "{}") } as? EventError
+        #expect(error?.description == "[TASK=p, METHOD=prepare] Command \"\(failing)\" exited with return code 1. Cause: no network")
+    }
+
+    @Test func theWatchLoopPollsUntilALimitation() async throws {
+        let counter = sandbox.path + "/ticks"
+        let script = sandbox.script("watch.sh", """
+            #!/bin/sh
+            echo tick >> \(counter)
+            [ "$(wc -l < \(counter))" -ge 3 ] && echo '{"message":"too much","reason":"REASON_CONTAINER_LIMITATION_MEMORY"}' > "$2"
+            exit 0
+            """)
+        let module = try isolator(sandbox, [("isolator_watch_command", script), ("isolator_watch_frequence", "0.05")])
+        try module.adopt(containerID: cid("w"), containerConfig: "{}")
+        let limitation = try await module.watch(containerID: cid("w"))
+        #expect(limitation == #"{"message":"too much","reason":"REASON_CONTAINER_LIMITATION_MEMORY"}"#)
+        #expect(sandbox.read(counter) == "tick\ntick\ntick\n")
+    }
+
+    @Test func theWatchLoopKeepsPollingThroughFailuresAndStopsAtCleanup() async throws {
+        let counter = sandbox.path + "/ticks"
+        let script = sandbox.script("watch.sh", "#!/bin/sh\necho tick >> \(counter)\nexit 1\n")
+        let log = CapturedLog()
+        let module = try isolator(sandbox, [("isolator_watch_command", script), ("isolator_watch_frequence", "0.05")], log: log)
+        try module.adopt(containerID: cid("w"), containerConfig: "{}")
+        let watch = Task { try await module.watch(containerID: cid("w")) }
+        #expect(await eventually(within: 5) { (sandbox.read(counter) ?? "").count >= 15 })
+        try await module.cleanup(containerID: cid("w"))
+        #expect(try await watch.value == nil)
+        let ticks = sandbox.read(counter)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(sandbox.read(counter) == ticks)
+    }
+
+    @Test func cancellingTheWatchStopsTheLoopAndItsCommand() async throws {
+        let pidFile = sandbox.path + "/watch.pid"
+        let script = sandbox.script("watch.sh", "#!/bin/sh\necho $$ > \(pidFile)\nexec sleep 30\n")
+        let module = try isolator(sandbox, [("isolator_watch_command", script), ("grace_period", "0.2")])
+        try module.adopt(containerID: cid("w"), containerConfig: "{}")
+        let watch = Task { try await module.watch(containerID: cid("w")) }
+        #expect(await eventually(within: 3) { sandbox.read(pidFile)?.isEmpty == false })
+        watch.cancel()
+        #expect(try await watch.value == nil)
+        let pid = pid_t(sandbox.read(pidFile)?.trimmingWhitespace ?? "") ?? 0
+        #expect(await eventually(within: 3) { !processAlive(pid) })
+    }
+
+    @Test func eachWatchRunHasATimeout() async throws {
+        let script = sandbox.script("watch.sh", "#!/bin/sh\nexec sleep 30\n")
+        let log = CapturedLog()
+        let module = try isolator(sandbox, [
+            ("isolator_watch_command", script), ("isolator_watch_timeout", "0.2"), ("grace_period", "0.1"),
+        ], log: log)
+        try module.adopt(containerID: cid("w"), containerConfig: "{}")
+        let start = ContinuousClock.now
+        #expect(try await module.watchOnce(containerID: cid("w")) == nil)  // logged, and the loop keeps polling
+        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(log.contains("took too long to execute"))
+    }
+
+    @Test func preparesOfDifferentContainersDoNotWaitForEachOther() async throws {
+        let script = sandbox.script("prepare.sh", "#!/bin/sh\nsleep 1\n")
+        let module = try isolator(sandbox, [("isolator_prepare_command", script)])
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: String?.self) { group in
+            for i in 0..<8 {
+                group.addTask { try await module.prepare(containerID: cid("c\(i)"), containerConfig: "{}") }
+            }
+            for try await _ in group {}
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed < .milliseconds(2500), "8 one-second prepares took \(elapsed)")
+        #expect(module.containers.count == 8)
+    }
+
+    @Test func aSlowPrepareDoesNotDelayAnotherContainersUsage() async throws {
+        let slow = sandbox.script("prepare.sh", "#!/bin/sh\nsleep 2\n")
+        let usage = sandbox.script("usage.sh", "#!/bin/sh\necho '{\"cpus_limit\":1}' > \"$2\"\n")
+        let module = try isolator(sandbox, [("isolator_prepare_command", slow), ("isolator_usage_command", usage)])
+        try module.adopt(containerID: cid("busy"), containerConfig: "{}")
+        let prepare = Task { try await module.prepare(containerID: cid("slow"), containerConfig: "{}") }
+        try await Task.sleep(for: .milliseconds(100))
+        let start = ContinuousClock.now
+        _ = try await module.usage(containerID: cid("busy"))
+        #expect(ContinuousClock.now - start < .milliseconds(1000))
+        _ = try await prepare.value
+    }
+
+    @Test func maxInFlightBoundsConcurrentCommands() async throws {
+        let script = sandbox.script("prepare.sh", "#!/bin/sh\nsleep 0.3\n")
+        let module = try isolator(sandbox, [("isolator_prepare_command", script), ("max_in_flight", "2")])
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: String?.self) { group in
+            for i in 0..<4 {
+                group.addTask { try await module.prepare(containerID: cid("m\(i)"), containerConfig: "{}") }
+            }
+            for try await _ in group {}
+        }
+        #expect(ContinuousClock.now - start >= .milliseconds(600))
+    }
+
+    @Test func isolatorSupportsNestedContainerIDs() throws {
+        let id = try #require(ContainerID(try JSONValue(parsing: #"{"value":"c","parent":{"value":"b","parent":{"value":"a"}}}"#)))
+        #expect(id.description == "a.b.c")
+        #expect(ContainerID(id.json) == id)
+        #expect(ContainerStateStore.fileName(ContainerID("../etc/passwd")) == "%2E.%2Fetc%2Fpasswd")
+    }
+}
