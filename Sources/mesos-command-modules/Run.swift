@@ -44,7 +44,8 @@ struct Run: AsyncParsableCommand {
             throw ValidationError("no module '\(module)' in the manifest (it has: \(names))")
         }
         guard entry.kind == event.kind else {
-            throw ValidationError("'\(module)' is a \(entry.kind!.rawValue) module; \(event.key) is an \(event.kind.rawValue) event")
+            let article: (ModuleKind) -> String = { $0 == .hook ? "a hook" : "an isolator" }
+            throw ValidationError("'\(module)' is \(article(entry.kind!)) module; \(event.key) is \(article(event.kind)) event")
         }
         var configuration: ModuleConfiguration
         do {

@@ -1,0 +1,148 @@
+import Glibc
+import Testing
+
+@testable import MesosCommandModules
+
+/// SPEC §7: the operator's tool, tested as a built binary.
+@Suite struct CLITests {
+    let sandbox = Sandbox()
+
+    /// A manifest in the sandbox with one module of `kind` and `parameters`.
+    func manifest(_ parameters: [(String, String)], name: String = "com_criteo_mesos_CommandIsolator") -> String {
+        let list = parameters.map { #"{"key":"\#($0.0)","value":"\#($0.1)"}"# }.joined(separator: ",")
+        let path = sandbox.path + "/modules.json"
+        sandbox.write(path, #"{"libraries":[{"file":"/x.so","modules":[{"name":"\#(name)","parameters":[\#(list)]}]}]}"#)
+        return path
+    }
+
+    @Test func simulateRunsTheBundledExamples() {
+        let result = runCLI(["simulate"])
+        #expect(result.status == 0, "\(result.stderr)")
+        for event in Event.allCases {
+            #expect(result.stdout.contains("✓  \(event.key)"), "no step for \(event.key)")
+        }
+        #expect(result.stdout.contains("container B restored after the restart: yes"))
+        #expect(result.stdout.contains("state files after cleanup: none"))
+        #expect(result.stdout.contains("{\"message\":\"example limit reached\""))
+        #expect(result.stdout.contains("0 failed"))
+    }
+
+    @Test func validateAcceptsTheExamples() {
+        let result = runCLI(["validate", "examples/modules.json"])
+        #expect(result.status == 0, "\(result.stdout)")
+        #expect(result.stdout.contains("ok    com_criteo_mesos_CommandHook (module_name 'example_hook'): 11 command(s)"))
+        #expect(result.stdout.contains("ok    com_criteo_mesos_CommandIsolator (module_name 'example_isolator'): 8 command(s)"))
+    }
+
+    @Test func validateReportsATypoAndANonExecutableScriptWithModuleAndKey() {
+        let plain = sandbox.script("cleanup.sh", "#!/bin/sh\n", mode: 0o644)
+        let path = manifest([("module_name", "edge"), ("isolator_prepar_command", "/bin/true"), ("isolator_cleanup_command", plain)])
+        let result = runCLI(["validate", path])
+        #expect(result.status == 1)
+        #expect(result.stdout.contains("FAIL  com_criteo_mesos_CommandIsolator (module_name 'edge')"))
+        #expect(result.stdout.contains("error: parameter 'isolator_prepar_command': unknown parameter (did you mean 'isolator_prepare_command'?)"))
+        #expect(result.stdout.contains("error: parameter 'isolator_cleanup_command': '\(plain)' is not executable (chmod +x)"))
+    }
+
+    @Test func validateReportsDuplicateModuleNames() {
+        let path = sandbox.path + "/dup.json"
+        sandbox.write(path, """
+            {"libraries":[{"file":"/x.so","modules":[
+              {"name":"com_criteo_mesos_CommandHook","parameters":[{"key":"module_name","value":"a"}]},
+              {"name":"com_criteo_mesos_CommandHook","parameters":[{"key":"module_name","value":"a"}]}]}]}
+            """)
+        let result = runCLI(["validate", path])
+        #expect(result.status == 1)
+        #expect(result.stdout.contains("is used twice"))
+        #expect(result.stdout.contains("module_name 'a' is already used"))
+    }
+
+    @Test(arguments: Event.allCases)
+    func runPrintsWhatEachExampleScriptProduced(_ event: Event) throws {
+        let module = event.kind == .hook ? "example_hook" : "example_isolator"
+        let result = runCLI(["run", event.key, "--manifest", "examples/modules.json", "--module", module])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("\(event.key) took"))
+        let expected: String? = switch event {
+        case .slaveRunTaskLabelDecorator: #""value": "agent-1.example.com""#
+        case .slaveExecutorEnvironmentDecorator: #""name": "DATACENTER""#
+        case .masterLaunchTaskLabelDecorator: #""scheduled_by""#
+        case .slaveAttributesDecorator: #""eu-west-1a""#
+        case .slavePreLaunchDockerTaskExecutorDecorator: #""DOCKER_DECORATED""#
+        case .slaveTaskStatusDecorator: #""status_decorated""#
+        case .prepare: #""PREPARED_BY""#
+        case .usage: #""mem_limit_bytes": 268435456"#
+        case .status: #""10.1.2.3""#
+        default: nil
+        }
+        if let expected { #expect(result.stdout.contains(expected), "\(result.stdout)") }
+        if event.output == .none || expected == nil && event != .watch && event != .usage {
+            #expect(result.stdout.isEmpty || expected != nil)
+        }
+    }
+
+    @Test func runReportsTheFieldAtFaultAndExitsNonZero() {
+        let script = sandbox.script("prepare.sh", "#!/bin/sh\necho '{\"user\": \"app\", \"rootfs\": 4}' > \"$2\"\n")
+        let path = manifest([("module_name", "m"), ("isolator_prepare_command", script)])
+        let result = runCLI(["run", "isolator_prepare", "--manifest", path, "--module", "m"])
+        #expect(result.status == 1)
+        #expect(result.stdout.isEmpty)
+        #expect(result.stderr.contains("wrote an invalid mesos.slave.ContainerLaunchInfo: field 'rootfs': expected a string, got a number."))
+    }
+
+    @Test func runStrictFailsOnFieldsTheAgentWouldIgnore() {
+        let script = sandbox.script("env.sh", "#!/bin/sh\necho '{\"variabls\": []}' > \"$2\"\n")
+        let path = manifest([("module_name", "h"), ("hook_slave_executor_environment_decorator_command", script)], name: "com_criteo_mesos_CommandHook2")
+        let lenient = runCLI(["run", "hook_slave_executor_environment_decorator", "--manifest", path, "--module", "h"])
+        #expect(lenient.status == 0)
+        #expect(lenient.stderr.contains("mesos.Environment has no field 'variabls'; the agent ignores it"))
+        let strict = runCLI(["run", "hook_slave_executor_environment_decorator", "--manifest", path, "--module", "h", "--strict"])
+        #expect(strict.status == 1)
+    }
+
+    @Test func runUsesTheInputFileAndContainerID() throws {
+        let script = sandbox.script("prepare.sh", "#!/bin/sh\ncp \"$1\" \(sandbox.path)/seen.json\n")
+        let path = manifest([("module_name", "m"), ("isolator_prepare_command", script)])
+        let input = sandbox.path + "/input.json"
+        sandbox.write(input, #"{"container_id":{"value":"x"},"container_config":{"directory":"/sandbox","command_info":{}}}"#)
+        let result = runCLI(["run", "isolator_prepare", "--manifest", path, "--module", "m", "--input", input, "--container-id", "p.c"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let seen = try JSONValue(parsing: try #require(sandbox.read(sandbox.path + "/seen.json")))
+        #expect(seen["container_id"] == (try JSONValue(parsing: #"{"value":"c","parent":{"value":"p"}}"#)))
+        #expect(seen["container_config"]?["directory"] == .string("/sandbox"))
+    }
+
+    @Test func runKeepsStateInAGivenStateDirectory() {
+        let prepare = sandbox.script("prepare.sh", "#!/bin/sh\n")
+        let usage = sandbox.script("usage.sh", "#!/bin/sh\ngrep -q '\"directory\":\"/kept\"' \"$1\" && echo '{\"cpus_limit\":3}' > \"$2\"\n")
+        let path = manifest([("module_name", "m"), ("isolator_prepare_command", prepare), ("isolator_usage_command", usage)])
+        let state = sandbox.mkdir("state")
+        let input = sandbox.path + "/input.json"
+        sandbox.write(input, #"{"container_id":{"value":"k"},"container_config":{"directory":"/kept","command_info":{}}}"#)
+        let first = runCLI(["run", "isolator_prepare", "--manifest", path, "--module", "m", "--input", input, "--state-dir", state])
+        #expect(first.status == 0)
+        #expect(Sandbox.entries(state + "/m") == ["k"])
+        let second = runCLI(["run", "isolator_usage", "--manifest", path, "--module", "m", "--container-id", "k", "--state-dir", state])
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stderr.contains("using the container's state"))
+        #expect(second.stdout.contains("\"cpus_limit\": 3"))
+    }
+
+    @Test func runRejectsAnEventOfTheOtherKindAndAnUnknownModule() {
+        let path = manifest([("module_name", "m")])
+        #expect(runCLI(["run", "hook_slave_post_fetch_hook", "--manifest", path, "--module", "m"]).stderr.contains("'m' is an isolator module; hook_slave_post_fetch_hook is a hook event"))
+        #expect(runCLI(["run", "isolator_usage", "--manifest", path, "--module", "other"]).stderr.contains("no module 'other'"))
+        #expect(runCLI(["run", "isolator_usage", "--manifest", path, "--module", "m"]).stderr.contains("has no isolator_usage_command"))
+        #expect(runCLI(["run", "isolator_usge", "--manifest", path, "--module", "m"]).status != 0)
+    }
+
+    @Test func eventsPrintsEverySampleEnvelope() throws {
+        let all = runCLI(["events"])
+        #expect(all.status == 0)
+        for event in Event.allCases { #expect(all.stdout.contains("# \(event.key) —")) }
+        let one = runCLI(["events", "isolator_update"])
+        let json = one.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") }.joined(separator: "\n")
+        let envelope = try JSONValue(parsing: json)
+        #expect(envelope.objectMembers?.map(\.key) == Event.update.envelopeKeys)
+    }
+}
