@@ -88,8 +88,11 @@ func eventually(within seconds: Double, _ condition: () -> Bool) async -> Bool {
     return condition()
 }
 
-/// The number of open fds of this process.
-func openFDCount() -> Int { Sandbox.entries("/proc/self/fd").count }
+/// The number of open fds of this process (after the engine's one monitor thread has its epoll and eventfd).
+func openFDCount() -> Int {
+    _ = ChildMonitor.shared
+    return Sandbox.entries("/proc/self/fd").count
+}
 
 /// Our zombie children, if any.
 func zombieChildren() -> [pid_t] {
@@ -199,6 +202,56 @@ func runCLI(_ arguments: [String], in directory: String = repositoryRoot) -> (st
 
 extension String {
     func replacingAll(_ target: String, with replacement: String) -> String {
-        split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
+        var result = ""
+        var rest = Substring(self)
+        while let range = rest.range(of: target) {
+            result += rest[..<range.lowerBound] + replacement
+            rest = rest[range.upperBound...]
+        }
+        return result + rest
     }
+}
+
+extension Substring {
+    func range(of target: String) -> Range<Index>? {
+        guard !target.isEmpty else { return nil }
+        var index = startIndex
+        while index < endIndex {
+            if self[index...].hasPrefix(target) { return index..<self.index(index, offsetBy: target.count) }
+            index = self.index(after: index)
+        }
+        return nil
+    }
+}
+
+/// The targets of this process's open fds, for diagnosing a leak.
+func openFDTargets() -> [String] {
+    Sandbox.entries("/proc/self/fd").map { fd in
+        var buffer = [CChar](repeating: 0, count: 512)
+        let n = readlink("/proc/self/fd/" + fd, &buffer, 511)
+        return fd + " " + String(decoding: buffer[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Resident memory of this process, in bytes.
+func residentBytes() -> Int {
+    guard let file = fopen("/proc/self/statm", "r") else { return 0 }
+    defer { fclose(file) }
+    var size = 0
+    var resident = 0
+    _ = withUnsafeMutablePointer(to: &size) { s in
+        withUnsafeMutablePointer(to: &resident) { r in
+            withVaList([s, r]) { vfscanf(file, "%ld %ld", $0) }
+        }
+    }
+    return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// What a module left behind after its events: open fds beyond the baseline, files in its temporary
+/// directory, zombie children (after the grace period).
+func expectNothingLeft(fdsBefore: Int, temporaryDirectory: String, sourceLocation: SourceLocation = #_sourceLocation) async {
+    #expect(await eventually(within: 5) { zombieChildren().isEmpty }, "zombies left", sourceLocation: sourceLocation)
+    #expect(Sandbox.entries(temporaryDirectory).isEmpty, "temporary files left", sourceLocation: sourceLocation)
+    #expect(await eventually(within: 5) { openFDCount() <= fdsBefore }, "fds: \(openFDTargets()) > \(fdsBefore)",
+            sourceLocation: sourceLocation)
 }

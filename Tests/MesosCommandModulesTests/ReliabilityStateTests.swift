@@ -1,0 +1,144 @@
+import Glibc
+import Testing
+
+@testable import MesosCommandModules
+
+/// A small filesystem for one test: a tmpfs when this process may mount one (root, as in CI), else nil.
+final class SmallFilesystem {
+    let path: String
+
+    init?(_ sandbox: Sandbox, size: String = "64k") {
+        path = sandbox.mkdir("fs")
+        guard shell("mount -t tmpfs -o size=\(size) tmpfs '\(path)' 2>/dev/null") == 0 else { return nil }
+    }
+
+    func makeReadOnly() -> Bool { shell("mount -o remount,ro '\(path)'") == 0 }
+
+    func fill() { shell("dd if=/dev/zero of='\(path)/filler' bs=4k 2>/dev/null") }
+
+    deinit { shell("umount '\(path)' 2>/dev/null") }
+}
+
+/// SPEC §5 under bad disks, bad files and races: prepare fails or logs, nothing corrupt remains, recover restores
+/// every good container.
+@Suite struct ReliabilityStateTests {
+    let sandbox = Sandbox()
+
+    func module(stateDir: String, _ extra: [(String, String)] = [], log: CapturedLog = CapturedLog()) throws -> IsolatorModule {
+        let parameters: [(key: String, value: String)] = [("module_name", "m"), ("temp_dir", sandbox.path), ("state_dir", stateDir)]
+            + extra.map { (key: $0.0, value: $0.1) }
+        return try IsolatorModule(configuration: ModuleConfiguration(kind: .isolator, parameters: parameters), logger: log.logger)
+    }
+
+    @Test func aMissingStateDirectoryIsCreated() async throws {
+        let isolator = try module(stateDir: sandbox.path + "/not/yet/there")
+        _ = try await isolator.prepare(containerID: cid("c"), containerConfig: "{}")
+        #expect(Sandbox.entries(sandbox.path + "/not/yet/there/m") == ["c"])
+    }
+
+    @Test func aReadOnlyStateDirectoryFailsPrepareCleanly() async throws {
+        let stateDir: String
+        let filesystem = SmallFilesystem(sandbox)
+        if let filesystem, filesystem.makeReadOnly() {
+            stateDir = filesystem.path
+        } else {
+            // Without mount rights (root ignores permission bits): a state_dir under a regular file.
+            sandbox.write(sandbox.path + "/file", "")
+            stateDir = sandbox.path + "/file/state"
+        }
+        let script = sandbox.script("prepare.sh", "#!/bin/sh\ntouch \(sandbox.path)/prepare-ran\n")
+        let isolator = try module(stateDir: stateDir, [("isolator_prepare_command", script)])
+        let error = await thrownError { try await isolator.prepare(containerID: cid("c"), containerConfig: "{}") } as? EventError
+        #expect(error?.description.hasPrefix("[TASK=c, METHOD=prepare] Cannot persist the container's state: cannot create the state directory") == true,
+                "\(String(describing: error))")
+        #expect(access(sandbox.path + "/prepare-ran", F_OK) != 0)  // the command did not run
+        #expect(isolator.containers.isEmpty)  // a retried prepare is not refused as a duplicate
+    }
+
+    @Test func aFullFilesystemFailsPrepareAndLeavesNoPartialFile() async throws {
+        guard let filesystem = SmallFilesystem(sandbox) else {
+            print("skipped: cannot mount a tmpfs here (not root?); the read-only case covers the error path")
+            return
+        }
+        let isolator = try module(stateDir: filesystem.path)
+        _ = try await isolator.prepare(containerID: cid("before"), containerConfig: #"{"directory":"/b"}"#)
+        filesystem.fill()
+        let big = #"{"directory":"\#(String(repeating: "x", count: 100_000))"}"#
+        let error = await thrownError { try await isolator.prepare(containerID: cid("after"), containerConfig: big) } as? EventError
+        #expect(error?.message.contains("No space left on device") == true, "\(String(describing: error))")
+        #expect(Sandbox.entries(filesystem.path + "/m") == ["before"])
+        #expect(sandbox.read(filesystem.path + "/m/before") == #"{"directory":"/b"}"#)
+    }
+
+    @Test func recoverRestoresEveryGoodContainerAndLogsTheRest() async throws {
+        let dir = sandbox.path + "/state/m"
+        shell("mkdir -p '\(dir)/subdir'")
+        sandbox.write(dir + "/good1", #"{"directory":"/1","command_info":{}}"#)
+        sandbox.write(dir + "/good2", #"{"directory":"/2","command_info":{}}"#)
+        sandbox.write(dir + "/truncated", #"{"directory":"/3","comm"#)
+        sandbox.write(dir + "/foreign", "\u{7f}ELF\u{02}\u{01}\u{01}binary garbage")
+        sandbox.write(dir + "/array", "[1,2]")
+        sandbox.write(dir + "/.good1.tmp.4242", #"{"direc"#)
+        let log = CapturedLog()
+        let isolator = try module(stateDir: sandbox.path + "/state", log: log)
+        let ids = ["good1", "good2", "truncated", "foreign", "array", "subdir"]
+        let states = "[" + ids.map { #"{"container_id":{"value":"\#($0)"},"pid":1,"directory":"/"}"# }.joined(separator: ",") + "]"
+        try await isolator.recover(states: states, orphans: "[]")
+        #expect(Set(isolator.containers.map(\.description)) == ["good1", "good2"])
+        for bad in ["truncated", "foreign", "array", "subdir"] {
+            #expect(log.contains("Cannot restore the state of container \(bad)"), "\(bad)")
+        }
+        #expect(!Sandbox.entries(dir).contains(".good1.tmp.4242"))
+        #expect(isolator.containerConfig(ContainerID("good1")) == #"{"directory":"/1","command_info":{}}"#)
+    }
+
+    @Test func prepareAndCleanupOfTheSameContainerRacing() async throws {
+        let prepare = sandbox.script("prepare.sh", "#!/bin/sh\nsleep 0.$(( $$ % 3 ))\n")
+        let cleanup = sandbox.script("cleanup.sh", "#!/bin/sh\necho cleaned >> \(sandbox.path)/cleanups\n")
+        let isolator = try module(stateDir: sandbox.path + "/state", [("isolator_prepare_command", prepare), ("isolator_cleanup_command", cleanup)])
+        for round in 0..<20 {
+            let id = cid("race\(round)")
+            async let prepared: String? = try? isolator.prepare(containerID: id, containerConfig: "{}")
+            async let cleaned: Void? = try? isolator.cleanup(containerID: id)
+            _ = await (prepared, cleaned)
+            // Whatever the order, a final cleanup leaves nothing behind.
+            try await isolator.cleanup(containerID: id)
+        }
+        #expect(isolator.containers.isEmpty)
+        #expect(Sandbox.entries(isolator.stateDirectory).isEmpty)
+        let cleanups = (sandbox.read(sandbox.path + "/cleanups") ?? "").split(separator: "\n").count
+        #expect(cleanups == 20)  // exactly one cleanup command per prepared container
+    }
+
+    @Test func cleanupWhileTheWatchLoopIsMidRun() async throws {
+        let started = sandbox.path + "/watch-started"
+        let watch = sandbox.script("watch.sh", "#!/bin/sh\ntouch \(started)\nsleep 5\n")
+        let isolator = try module(stateDir: sandbox.path + "/state", [
+            ("isolator_watch_command", watch), ("isolator_watch_frequence", "0.05"), ("grace_period", "0.2"),
+        ])
+        let fds = openFDCount()
+        try isolator.adopt(containerID: cid("w"), containerConfig: "{}")
+        let loop = Task { try await isolator.watch(containerID: cid("w")) }
+        #expect(await eventually(within: 3) { access(started, F_OK) == 0 })
+        let start = ContinuousClock.now
+        try await isolator.cleanup(containerID: cid("w"))
+        #expect(try await loop.value == nil)
+        #expect(ContinuousClock.now - start < .seconds(2))
+        await expectNothingLeft(fdsBefore: fds, temporaryDirectory: isolator.temporaryDirectory)
+    }
+
+    @Test func aHundredPreparesAtOnce() async throws {
+        let script = sandbox.script("prepare.sh", "#!/bin/sh\nsleep 0.5\necho '{\"user\":\"u\"}' > \"$2\"\n")
+        let isolator = try module(stateDir: sandbox.path + "/state", [("isolator_prepare_command", script), ("max_in_flight", "100")])
+        let fds = openFDCount()
+        let start = ContinuousClock.now
+        let results = try await withThrowingTaskGroup(of: String?.self) { group in
+            for i in 0..<100 { group.addTask { try await isolator.prepare(containerID: cid("h\(i)"), containerConfig: "{}") } }
+            return try await group.reduce(into: [String?]()) { $0.append($1) }
+        }
+        #expect(results.count == 100 && results.allSatisfy { $0 == #"{"user":"u"}"# })
+        #expect(ContinuousClock.now - start < .seconds(10))
+        #expect(Sandbox.entries(isolator.stateDirectory).count == 100)
+        await expectNothingLeft(fdsBefore: fds, temporaryDirectory: isolator.temporaryDirectory)
+    }
+}
