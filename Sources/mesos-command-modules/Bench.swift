@@ -1,9 +1,205 @@
 import ArgumentParser
+import Glibc
+import Logging
+import MesosCommandModules
 
 struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Measure the engine's cost against a bare posix_spawn.")
+    static let configuration = CommandConfiguration(
+        abstract: "Measure what the engine costs beyond spawning the script itself.",
+        discussion: """
+            In one run, on the same script: the floor (bare posix_spawn + waitpid, sequentially) against the \
+            engine's whole isolator_usage event (envelope, temporary files, spawn, wait, read, parse, cleanup), \
+            with p50, p99 and their ratios; throughput with 1, 8 and 64 events in flight; the wall time of 16 \
+            concurrent one-second prepares; and a soak's resident memory and open fds before and after. Build \
+            with -c release for meaningful numbers.
+            """)
+
+    @Option(help: "Sequential events per latency measurement.")
+    var events = 2000
+
+    @Option(help: "Also measure this script (besides the trivial #!/bin/sh + exit 0).")
+    var script: String?
+
+    @Option(help: "Events of the stability soak (0 to skip).")
+    var soak = 100_000
+
+    @Option(help: "Events per throughput measurement.")
+    var throughputEvents = 4000
 
     func run() async throws {
-        throw ValidationError("not built yet")
+        let scratch = try ScratchDirectory("mesos-command-modules-bench")
+        defer { scratch.remove() }
+        let trivial = scratch.path + "/trivial.sh"
+        writeFile(trivial, "#!/bin/sh\nexit 0\n", mode: 0o755)
+        let logger = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
+
+        print("mesos-command-modules bench — \(cpuCount()) cores, \(events) sequential events per measurement")
+        print("")
+        print("Latency per event (sequential):")
+        print("  script                                   floor p50   floor p99   engine p50  engine p99  ratio p50  ratio p99")
+        for path in [trivial] + (script.map { [$0] } ?? []) {
+            let floor = try measureFloor(path, scratch: scratch)
+            let module = try makeIsolator(path, scratch: scratch, logger: logger, name: "latency")
+            let engine = try await measureEngine(module)
+            let name = path == trivial ? "trivial (#!/bin/sh + exit 0)" : path
+            print("  \(name.padding(40)) \(ms(floor.p50))  \(ms(floor.p99))  \(ms(engine.p50))  \(ms(engine.p99))  "
+                + "\(ratio(engine.p50 / floor.p50))  \(ratio(engine.p99 / floor.p99))")
+        }
+
+        print("")
+        print("Throughput (trivial script, \(throughputEvents) isolator_usage events):")
+        let throughputModule = try makeIsolator(trivial, scratch: scratch, logger: logger, name: "throughput", maxInFlight: 64)
+        var single = 0.0
+        for inFlight in [1, 8, 64] {
+            let perSecond = try await measureThroughput(throughputModule, inFlight: inFlight, events: throughputEvents)
+            if inFlight == 1 { single = perSecond }
+            print("  \(String(inFlight).padding(3)) in flight: \(Int(perSecond)) events/s (\(ratio(perSecond / single)) × 1 in flight)")
+        }
+
+        print("")
+        let sleeper = scratch.path + "/sleep1.sh"
+        writeFile(sleeper, "#!/bin/sh\nsleep 1\n", mode: 0o755)
+        let prepareModule = try makeIsolator(sleeper, scratch: scratch, logger: logger, name: "prepare", event: .prepare)
+        let wall = try await measureConcurrentPrepares(prepareModule, count: 16)
+        print("16 concurrent isolator_prepare of 16 containers, script sleeps 1 s: \(String(format2(wall))) s wall time")
+
+        if soak > 0 {
+            print("")
+            let soakModule = try makeIsolator(trivial, scratch: scratch, logger: logger, name: "soak", maxInFlight: 8)
+            _ = try await measureThroughput(soakModule, inFlight: 8, events: 500)  // warm up
+            let rssBefore = residentKiB()
+            let fdsBefore = openFDs()
+            let start = ContinuousClock.now
+            _ = try await measureThroughput(soakModule, inFlight: 8, events: soak)
+            let elapsed = seconds(ContinuousClock.now - start)
+            let rssAfter = residentKiB()
+            let fdsAfter = openFDs()
+            print("Soak: \(soak) events in \(format2(elapsed)) s; resident memory \(rssBefore / 1024) MiB → \(rssAfter / 1024) MiB "
+                + "(\(rssAfter - rssBefore >= 0 ? "+" : "")\(rssAfter - rssBefore) KiB); open fds \(fdsBefore) → \(fdsAfter); "
+                + "temporary files left: \(try directoryEntries(soakModule.temporaryDirectory).count)")
+        }
     }
+
+    // MARK: - Measurements
+
+    struct Percentiles {
+        var p50: Double
+        var p99: Double
+        init(_ samples: [Double]) {
+            let sorted = samples.sorted()
+            p50 = sorted[sorted.count / 2]
+            p99 = sorted[min(sorted.count - 1, Int(Double(sorted.count) * 0.99))]
+        }
+    }
+
+    /// The physical floor: posix_spawn of the same script with the same argv, and a blocking waitpid.
+    func measureFloor(_ path: String, scratch: ScratchDirectory) throws -> Percentiles {
+        let files = ["in", "out", "err"].map { scratch.path + "/floor-" + $0 }
+        for file in files { writeFile(file, "{}", mode: 0o600) }
+        var samples: [Double] = []
+        samples.reserveCapacity(events)
+        let argv = [path] + files
+        var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        for i in 0..<(events + events / 10) {
+            let start = ContinuousClock.now
+            var pid: pid_t = 0
+            let rc = posix_spawn(&pid, path, nil, nil, &cArgs, environ)
+            guard rc == 0 else { throw ValidationError("posix_spawn \(path): \(String(cString: strerror(rc)))") }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            if i >= events / 10 { samples.append(seconds(ContinuousClock.now - start)) }  // after a warm-up
+        }
+        return Percentiles(samples)
+    }
+
+    func measureEngine(_ module: IsolatorModule) async throws -> Percentiles {
+        var samples: [Double] = []
+        samples.reserveCapacity(events)
+        for i in 0..<(events + events / 10) {
+            let start = ContinuousClock.now
+            _ = try await module.usage(containerID: Self.container)
+            if i >= events / 10 { samples.append(seconds(ContinuousClock.now - start)) }
+        }
+        return Percentiles(samples)
+    }
+
+    func measureThroughput(_ module: IsolatorModule, inFlight: Int, events: Int) async throws -> Double {
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var submitted = 0
+            for _ in 0..<min(inFlight, events) {
+                submitted += 1
+                group.addTask { _ = try await module.usage(containerID: Self.container) }
+            }
+            for try await _ in group where submitted < events {
+                submitted += 1
+                group.addTask { _ = try await module.usage(containerID: Self.container) }
+            }
+        }
+        return Double(events) / seconds(ContinuousClock.now - start)
+    }
+
+    func measureConcurrentPrepares(_ module: IsolatorModule, count: Int) async throws -> Double {
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<count {
+                group.addTask { _ = try await module.prepare(containerID: #"{"value":"bench-\#(i)"}"#, containerConfig: "{}") }
+            }
+            try await group.waitForAll()
+        }
+        return seconds(ContinuousClock.now - start)
+    }
+
+    // MARK: - Helpers
+
+    static let container = #"{"value":"bench"}"#
+
+    func makeIsolator(_ script: String, scratch: ScratchDirectory, logger: Logger, name: String, event: Event = .usage,
+                      maxInFlight: Int = 64) throws -> IsolatorModule {
+        var configuration = ModuleConfiguration(kind: .isolator, moduleName: "bench_\(name)",
+                                                commands: [CommandConfiguration(event: event, path: script)])
+        configuration.temporaryDirectory = scratch.path
+        configuration.stateDirectory = scratch.path + "/state"
+        configuration.maxInFlight = maxInFlight
+        let module = try IsolatorModule(configuration: configuration, logger: logger)
+        if event != .prepare { try module.adopt(containerID: Self.container, containerConfig: SampleEnvelopes.containerConfig()) }
+        return module
+    }
+
+    func writeFile(_ path: String, _ content: String, mode: mode_t) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        _ = content.withCString { write(fd, $0, strlen($0)) }
+        fchmod(fd, mode)
+        close(fd)
+    }
+
+    func seconds(_ duration: Duration) -> Double {
+        let (s, atto) = duration.components
+        return Double(s) + Double(atto) / 1e18
+    }
+
+    func ms(_ seconds: Double) -> String { (format3(seconds * 1000) + " ms").padding(10) }
+    func ratio(_ value: Double) -> String { format2(value).padding(9) }
+    func format2(_ value: Double) -> String { String(Double(Int((value * 100).rounded())) / 100) }
+    func format3(_ value: Double) -> String {
+        let scaled = Int((value * 1000).rounded())
+        let fraction = String(scaled % 1000)
+        return "\(scaled / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
+    }
+
+    func cpuCount() -> Int { Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+
+    func residentKiB() -> Int {
+        guard let file = fopen("/proc/self/status", "r") else { return 0 }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, 256, file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.hasPrefix("VmRSS:") { return Int(text.split(separator: " ")[1]) ?? 0 }
+        }
+        return 0
+    }
+
+    func openFDs() -> Int { ((try? directoryEntries("/proc/self/fd")) ?? []).count - 1 }
 }
