@@ -6,6 +6,9 @@ let package = Package(
     products: [
         .library(name: "MesosCommandModules", targets: ["MesosCommandModules"]),
         .executable(name: "mesos-command-modules", targets: ["mesos-command-modules"]),
+        // The engine behind the C ABI of include/mesos_command_modules.h, linked into the Mesos module by
+        // mesos/CMakeLists.txt.
+        .library(name: "MesosCommandModulesABI", type: .static, targets: ["MesosCommandModulesABI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -22,6 +25,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The C ABI: one C header (CMesosCommandModules) and its Swift implementation.
+        .target(name: "CMesosCommandModules"),
+        .target(
+            name: "MesosCommandModulesABI",
+            dependencies: [
+                "CMesosCommandModules", "MesosCommandModules",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // A C program that drives the ABI as the Mesos shim does; run by the tests.
+        .executableTarget(
+            name: "mcm-abi-check",
+            dependencies: ["CMesosCommandModules", "MesosCommandModulesABI"],
+            path: "Tests/ABICheck"
+        ),
         // The operator's command-line tool.
         .executableTarget(
             name: "mesos-command-modules",
@@ -34,7 +52,7 @@ let package = Package(
         .testTarget(
             name: "MesosCommandModulesTests",
             // The CLI is a dependency so that `swift test` builds it: the CLI tests run the real binary.
-            dependencies: ["MesosCommandModules", "CMesosCommandSpawn", "mesos-command-modules"]
+            dependencies: ["MesosCommandModules", "CMesosCommandSpawn", "mesos-command-modules", "mcm-abi-check"]
         ),
     ]
 )

@@ -1,0 +1,119 @@
+/*
+ * mesos_command_modules.h — the C ABI of the mesos-command-modules engine.
+ *
+ * The only door between the Mesos shim (C++) and the Swift engine. Plain C types only; every call is
+ * thread-safe. The shim renders each protobuf with stout's JSON::protobuf, hands the fragments to
+ * mcm_run_event, and gets the result through a callback.
+ *
+ * Ownership, in one rule: a pointer crossing this boundary is BORROWED for the duration of the call (or of
+ * the callback) unless the function says it returns malloc'd memory, which the caller releases with mcm_free.
+ * - Strings passed in (parameters, event keys, fragments) are copied before the call returns.
+ * - Strings passed to a callback (results, errors, log lines) are valid only during the callback.
+ * - Results carry a length and are not guaranteed to be NUL-terminated.
+ */
+#ifndef MESOS_COMMAND_MODULES_H
+#define MESOS_COMMAND_MODULES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An engine module: one Hook or Isolator instance configured from a manifest's parameters. Opaque. */
+typedef struct mcm_module mcm_module;
+
+typedef enum {
+    MCM_KIND_HOOK = 0,
+    MCM_KIND_ISOLATOR = 1
+} mcm_kind;
+
+typedef enum {
+    /* The event succeeded and `data` holds its JSON result (Labels, ContainerLaunchInfo, ...). */
+    MCM_STATUS_RESULT = 0,
+    /* The event succeeded without a result: "no change" / None / Nothing. For a watch: no limitation will
+       come (no command, or the container was cleaned up); keep the future pending. */
+    MCM_STATUS_NONE = 1,
+    /* The event failed; `data` holds the message (command, event, container and cause). */
+    MCM_STATUS_ERROR = 2,
+    /* The event was cancelled with mcm_cancel (a discarded watch). */
+    MCM_STATUS_CANCELLED = 3
+} mcm_status;
+
+typedef enum {
+    MCM_LOG_DEBUG = 0,
+    MCM_LOG_INFO = 1,
+    MCM_LOG_WARNING = 2,
+    MCM_LOG_ERROR = 3
+} mcm_log_level;
+
+typedef enum {
+    MCM_METRIC_CALLS = 0,
+    MCM_METRIC_FAILURES = 1,
+    MCM_METRIC_TIMEOUTS = 2,
+    MCM_METRIC_LATENCY_MEAN_MS = 3,
+    MCM_METRIC_LATENCY_MAX_MS = 4,
+    MCM_METRIC_LATENCY_LAST_MS = 5
+} mcm_metric;
+
+/* One member of an event's input envelope: `key` (NUL-terminated) and its JSON text (with its length). */
+typedef struct {
+    const char *key;
+    const char *json;
+    size_t json_length;
+} mcm_fragment;
+
+/* Receives each log line of a module; `message` is borrowed. Called from engine threads. */
+typedef void (*mcm_log_callback)(void *context, mcm_log_level level, const char *message, size_t length);
+
+/* Receives an event's outcome, exactly once per mcm_run_event, from an engine thread (or from the calling
+   thread when the event fails before it starts). `data` is borrowed. */
+typedef void (*mcm_result_callback)(void *context, mcm_status status, const char *data, size_t length);
+
+/*
+ * Creates a module from its manifest parameters (`count` NUL-terminated keys and values).
+ * `log` (may be NULL) receives the module's log lines with `log_context`; it must stay callable until
+ * mcm_module_destroy returns.
+ * Returns NULL on bad parameters and sets `*error` (if `error` is not NULL) to a malloc'd, NUL-terminated
+ * message naming the module and each key at fault; release it with mcm_free.
+ */
+mcm_module *mcm_module_create(mcm_kind kind, const char *const *keys, const char *const *values, size_t count,
+                              mcm_log_callback log, void *log_context, char **error);
+
+/* Cancels the module's running events (their callbacks still come, with MCM_STATUS_CANCELLED or their
+   outcome) and releases the module once they are done. */
+void mcm_module_destroy(mcm_module *module);
+
+/* The module's module_name (borrowed, valid until mcm_module_destroy). */
+const char *mcm_module_name(const mcm_module *module);
+
+/* 1 if the module has a command for `event_key` (e.g. "isolator_prepare"), 0 otherwise. */
+int mcm_module_handles(const mcm_module *module, const char *event_key);
+
+/*
+ * Runs an event (`event_key` as in the parameters, e.g. "hook_slave_run_task_label_decorator",
+ * "isolator_usage") with the envelope's fragments. Isolator events take: recover {states, orphans};
+ * prepare {container_id, container_config}; isolate {container_id, pid}; watch, usage, status, cleanup
+ * {container_id}; update {container_id, resource_requests, resource_limits} — the isolator adds the
+ * container_config it remembers. `callback` is called exactly once with `context`.
+ * Returns a token for mcm_cancel (never 0).
+ */
+uint64_t mcm_run_event(mcm_module *module, const char *event_key, const mcm_fragment *fragments, size_t count,
+                       mcm_result_callback callback, void *context);
+
+/* Cancels a running event (a discarded watch: its loop and its command stop). Unknown or finished tokens
+   are ignored. */
+void mcm_cancel(mcm_module *module, uint64_t token);
+
+/* A metric of one event of the module, for /metrics/snapshot. */
+double mcm_module_metric(const mcm_module *module, const char *event_key, mcm_metric metric);
+
+/* Releases memory this library returned as malloc'd. */
+void mcm_free(void *pointer);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

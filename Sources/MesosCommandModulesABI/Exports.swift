@@ -1,0 +1,169 @@
+import CMesosCommandModules
+import Glibc
+import MesosCommandModules
+
+// The functions of include/mesos_command_modules.h. Each one converts C types at the door and hands over to
+// ABIModule; no policy lives here.
+
+@_cdecl("mcm_module_create")
+public func mcm_module_create(
+    _ kind: mcm_kind, _ keys: UnsafePointer<UnsafePointer<CChar>?>?, _ values: UnsafePointer<UnsafePointer<CChar>?>?,
+    _ count: Int, _ log: mcm_log_callback?, _ logContext: UnsafeMutableRawPointer?,
+    _ error: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> OpaquePointer? {
+    var parameters: [(key: String, value: String)] = []
+    for i in 0..<count {
+        guard let key = keys?[i], let value = values?[i] else { continue }
+        parameters.append((String(cString: key), String(cString: value)))
+    }
+    let moduleKind: ModuleKind = kind == MCM_KIND_ISOLATOR ? .isolator : .hook
+    let sink = LogSink(callback: log, context: logContext)
+    do {
+        let configuration = try ModuleConfiguration(kind: moduleKind, parameters: parameters)
+        for warning in configuration.warnings {
+            sink.write(MCM_LOG_WARNING, "module '\(configuration.moduleName)': \(warning)")
+        }
+        let instance: ABIModule.Instance
+        switch moduleKind {
+        case .hook: instance = .hook(try HookModule(configuration: configuration, logger: sink.logger))
+        case .isolator: instance = .isolator(try IsolatorModule(configuration: configuration, logger: sink.logger))
+        }
+        let module = ABIModule(instance: instance, name: configuration.moduleName, log: sink)
+        return OpaquePointer(Unmanaged.passRetained(module).toOpaque())
+    } catch let failure as ConfigurationError {
+        error?.pointee = strdup(failure.description)
+    } catch let failure {
+        error?.pointee = strdup("\(failure)")
+    }
+    return nil
+}
+
+@_cdecl("mcm_module_destroy")
+public func mcm_module_destroy(_ module: OpaquePointer?) {
+    guard let module else { return }
+    let unmanaged = Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module))
+    let instance = unmanaged.takeUnretainedValue()
+    instance.cancelAll(waitingUpTo: instance.configuration.gracePeriod + 5)
+    instance.log.close()
+    unmanaged.release()
+}
+
+@_cdecl("mcm_module_name")
+public func mcm_module_name(_ module: OpaquePointer?) -> UnsafePointer<CChar>? {
+    guard let module else { return nil }
+    return UnsafePointer(Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module)).takeUnretainedValue().name)
+}
+
+@_cdecl("mcm_module_handles")
+public func mcm_module_handles(_ module: OpaquePointer?, _ eventKey: UnsafePointer<CChar>?) -> Int32 {
+    guard let module, let eventKey, let event = Event(rawValue: String(cString: eventKey)) else { return 0 }
+    let instance = Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module)).takeUnretainedValue()
+    return instance.configuration.command(for: event) == nil ? 0 : 1
+}
+
+@_cdecl("mcm_module_metric")
+public func mcm_module_metric(_ module: OpaquePointer?, _ eventKey: UnsafePointer<CChar>?, _ metric: mcm_metric) -> Double {
+    guard let module, let eventKey, let event = Event(rawValue: String(cString: eventKey)) else { return 0 }
+    let metrics = Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module)).takeUnretainedValue().metrics.snapshot(event)
+    switch metric {
+    case MCM_METRIC_CALLS: return Double(metrics.calls)
+    case MCM_METRIC_FAILURES: return Double(metrics.failures)
+    case MCM_METRIC_TIMEOUTS: return Double(metrics.timeouts)
+    case MCM_METRIC_LATENCY_MEAN_MS: return metrics.meanSeconds * 1000
+    case MCM_METRIC_LATENCY_MAX_MS: return metrics.maxSeconds * 1000
+    case MCM_METRIC_LATENCY_LAST_MS: return metrics.lastSeconds * 1000
+    default: return 0
+    }
+}
+
+@_cdecl("mcm_run_event")
+public func mcm_run_event(
+    _ module: OpaquePointer?, _ eventKey: UnsafePointer<CChar>?, _ fragments: UnsafePointer<mcm_fragment>?, _ count: Int,
+    _ callback: mcm_result_callback?, _ context: UnsafeMutableRawPointer?
+) -> UInt64 {
+    let reply = Reply(callback: callback, context: context)
+    guard let module else {
+        reply.send(.error("mcm_run_event: no module"))
+        return 0
+    }
+    let instance = Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module)).takeUnretainedValue()
+    let key = eventKey.map { String(cString: $0) } ?? ""
+    guard let event = Event(rawValue: key), event.kind == instance.configuration.kind else {
+        reply.send(.error("module '\(instance.configuration.moduleName)' has no event '\(key)'"))
+        return 0
+    }
+    var envelope = Envelope()
+    for i in 0..<count {
+        guard let fragment = fragments?[i], let fragmentKey = fragment.key else { continue }
+        let json = fragment.json.map {
+            String(decoding: UnsafeRawBufferPointer(start: $0, count: fragment.json_length), as: UTF8.self)
+        }
+        envelope.set(String(cString: fragmentKey), json: json ?? "null")
+    }
+    let input = envelope
+    return instance.start {
+        reply.send(await EventDispatch.run(event, input, on: instance.instance))
+    }
+}
+
+@_cdecl("mcm_cancel")
+public func mcm_cancel(_ module: OpaquePointer?, _ token: UInt64) {
+    guard let module else { return }
+    Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module)).takeUnretainedValue().cancel(token)
+}
+
+@_cdecl("mcm_free")
+public func mcm_free(_ pointer: UnsafeMutableRawPointer?) {
+    free(pointer)
+}
+
+/// The outcome of an event as the callback reports it.
+enum Outcome: Sendable {
+    case result(String)
+    case none
+    case error(String)
+    case cancelled
+}
+
+/// A result callback and its context, called exactly once.
+struct Reply: @unchecked Sendable {
+    let callback: mcm_result_callback?
+    let context: UnsafeMutableRawPointer?
+
+    func send(_ outcome: Outcome) {
+        guard let callback else { return }
+        let (status, text): (mcm_status, String) =
+            switch outcome {
+            case .result(let json): (MCM_STATUS_RESULT, json)
+            case .none: (MCM_STATUS_NONE, "")
+            case .error(let message): (MCM_STATUS_ERROR, message)
+            case .cancelled: (MCM_STATUS_CANCELLED, "")
+            }
+        var copy = text
+        copy.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { callback(context, status, $0.baseAddress, $0.count) }
+        }
+    }
+}
+
+/// Runs one event on a hook or an isolator: the watch as a loop (until a limitation, a cleanup or a cancel),
+/// everything else once.
+enum EventDispatch {
+    static func run(_ event: Event, _ envelope: Envelope, on instance: ABIModule.Instance) async -> Outcome {
+        do {
+            let result: String?
+            switch instance {
+            case .hook(let hook):
+                result = try await hook.run(event, envelope: envelope)
+            case .isolator(let isolator) where event == .watch:
+                result = try await isolator.watch(containerID: envelope.json("container_id") ?? "null")
+            case .isolator(let isolator):
+                result = try await isolator.run(event, envelope: envelope)
+            }
+            if Task.isCancelled { return .cancelled }
+            return result.map(Outcome.result) ?? .none
+        } catch {
+            return error.kind == .cancelled || Task.isCancelled ? .cancelled : .error(error.description)
+        }
+    }
+}

@@ -1,0 +1,16 @@
+import Testing
+
+/// The C ABI (include/mesos_command_modules.h) exercised from a C program linked against the engine, as the
+/// Mesos shim uses it: bad parameters, results, errors, async callbacks, cancellation, concurrency, logs,
+/// metrics, destroy.
+@Suite struct ABITests {
+    @Test func theCProgramPassesEveryCheck() {
+        let sandbox = Sandbox()
+        let binary = cliPath.replacingAll("mesos-command-modules", with: "mcm-abi-check")
+        let status = shell("TMPDIR='\(sandbox.path)' timeout 120 '\(binary)' > '\(sandbox.path)/out' 2>&1")
+        let output = sandbox.read(sandbox.path + "/out") ?? ""
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("26 passed, 0 failed"), "\(output)")
+        #expect(!output.contains("not ok"), "\(output)")
+    }
+}
