@@ -38,7 +38,8 @@ let package = Package(
         .executableTarget(
             name: "mcm-abi-check",
             dependencies: ["CMesosCommandModules", "MesosCommandModulesABI"],
-            path: "Tests/ABICheck"
+            path: "Tests/ABICheck",
+            exclude: ["dlopen_check.c"]
         ),
         // The operator's command-line tool.
         .executableTarget(

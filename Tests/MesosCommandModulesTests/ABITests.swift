@@ -6,7 +6,7 @@ import Testing
 @Suite struct ABITests {
     @Test func theCProgramPassesEveryCheck() {
         let sandbox = Sandbox()
-        let binary = cliPath.replacingAll("mesos-command-modules", with: "mcm-abi-check")
+        let binary = builtBinary("mcm-abi-check")
         let status = shell("TMPDIR='\(sandbox.path)' timeout 120 '\(binary)' > '\(sandbox.path)/out' 2>&1")
         let output = sandbox.read(sandbox.path + "/out") ?? ""
         #expect(status == 0, "\(output)")

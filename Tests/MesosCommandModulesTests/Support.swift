@@ -183,14 +183,17 @@ func thrownError<T>(_ body: () async throws -> T) async -> (any Error)? {
     }
 }
 
-/// The built CLI, next to the test bundle.
-var cliPath: String {
+/// A binary of this package, built next to the test bundle.
+func builtBinary(_ name: String) -> String {
     var buffer = [CChar](repeating: 0, count: 4096)
     let n = readlink("/proc/self/exe", &buffer, 4095)
     let exe = String(decoding: buffer[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     let dir = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-    return dir + "/mesos-command-modules"
+    return dir + "/" + name
 }
+
+/// The built CLI.
+var cliPath: String { builtBinary("mesos-command-modules") }
 
 /// The repository's root (for the examples).
 let repositoryRoot: String = {
