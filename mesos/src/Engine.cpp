@@ -1,0 +1,190 @@
+#include "Engine.hpp"
+
+#include <future>
+
+#include <glog/logging.h>
+
+#include <process/metrics/metrics.hpp>
+
+namespace criteo {
+namespace mesos {
+
+namespace {
+
+// The engine's log lines, into the agent's log.
+void logLine(void*, mcm_log_level level, const char* message, size_t length)
+{
+  const std::string text(message, length);
+  switch (level) {
+    case MCM_LOG_DEBUG: VLOG(1) << text; break;
+    case MCM_LOG_INFO: LOG(INFO) << text; break;
+    case MCM_LOG_WARNING: LOG(WARNING) << text; break;
+    default: LOG(ERROR) << text; break;
+  }
+}
+
+struct Pending
+{
+  process::Promise<Option<std::string>> promise;
+};
+
+// Completes a Pending from an engine thread (libprocess promises may be set from any thread).
+void completePending(void* context, mcm_status status, const char* data, size_t length)
+{
+  std::unique_ptr<Pending> pending(static_cast<Pending*>(context));
+  switch (status) {
+    case MCM_STATUS_RESULT:
+      pending->promise.set(Option<std::string>(std::string(data, length)));
+      break;
+    case MCM_STATUS_NONE:
+      pending->promise.set(Option<std::string>::none());
+      break;
+    case MCM_STATUS_ERROR:
+      pending->promise.fail(std::string(data, length));
+      break;
+    default:
+      pending->promise.discard();
+      break;
+  }
+}
+
+struct Waiting
+{
+  std::promise<std::pair<mcm_status, std::string>> done;
+};
+
+void completeWaiting(void* context, mcm_status status, const char* data, size_t length)
+{
+  static_cast<Waiting*>(context)->done.set_value({status, std::string(data, length)});
+}
+
+std::vector<mcm_fragment> toFragments(const Fragments& fragments)
+{
+  std::vector<mcm_fragment> result;
+  for (const auto& fragment : fragments) {
+    result.push_back({fragment.first.c_str(), fragment.second.data(), fragment.second.size()});
+  }
+  return result;
+}
+
+const char* const EVENTS[] = {
+  "hook_master_launch_task_label_decorator", "hook_master_launch_task_resource_decorator",
+  "hook_slave_run_task_label_decorator", "hook_master_slave_lost_hook",
+  "hook_slave_executor_environment_decorator", "hook_slave_pre_launch_docker_task_executor_decorator",
+  "hook_slave_post_fetch_hook", "hook_slave_remove_executor_hook", "hook_slave_task_status_decorator",
+  "hook_slave_resources_decorator", "hook_slave_attributes_decorator", "isolator_recover", "isolator_prepare",
+  "isolator_isolate", "isolator_watch", "isolator_update", "isolator_usage", "isolator_status",
+  "isolator_cleanup"};
+
+const std::pair<mcm_metric, const char*> METRICS[] = {
+  {MCM_METRIC_CALLS, "calls"}, {MCM_METRIC_FAILURES, "failures"}, {MCM_METRIC_TIMEOUTS, "timeouts"},
+  {MCM_METRIC_LATENCY_MEAN_MS, "latency_mean_ms"}, {MCM_METRIC_LATENCY_MAX_MS, "latency_max_ms"},
+  {MCM_METRIC_LATENCY_LAST_MS, "latency_last_ms"}};
+
+} // namespace {
+
+
+Try<std::shared_ptr<Engine>> Engine::create(
+    mcm_kind kind, const ::mesos::Parameters& parameters)
+{
+  std::vector<const char*> keys;
+  std::vector<const char*> values;
+  for (const ::mesos::Parameter& parameter : parameters.parameter()) {
+    keys.push_back(parameter.key().c_str());
+    values.push_back(parameter.value().c_str());
+  }
+  char* error = nullptr;
+  mcm_module* module = mcm_module_create(
+      kind, keys.data(), values.data(), keys.size(), logLine, nullptr, &error);
+  if (module == nullptr) {
+    std::string message = error != nullptr ? error : "unknown error";
+    mcm_free(error);
+    return Error(message);
+  }
+  std::shared_ptr<Engine> engine(new Engine(module, mcm_module_name(module)));
+  engine->registerMetrics();
+  return engine;
+}
+
+
+Engine::Engine(mcm_module* module, std::string name)
+  : module_(module), name_(std::move(name)) {}
+
+
+Engine::~Engine()
+{
+  for (const process::metrics::PullGauge& gauge : gauges_) {
+    process::metrics::remove(gauge);
+  }
+  mcm_module_destroy(module_);
+}
+
+
+bool Engine::handles(const std::string& event) const
+{
+  return mcm_module_handles(module_, event.c_str()) != 0;
+}
+
+
+// Per configured event: command_modules/<module_name>/<event>/{calls,failures,timeouts,latency_*_ms}.
+void Engine::registerMetrics()
+{
+  std::weak_ptr<Engine> self = shared_from_this();
+  for (const char* event : EVENTS) {
+    if (!handles(event)) {
+      continue;
+    }
+    for (const auto& metric : METRICS) {
+      const std::string key = event;
+      const mcm_metric which = metric.first;
+      process::metrics::PullGauge gauge(
+          "command_modules/" + name_ + "/" + key + "/" + metric.second,
+          [self, key, which]() -> process::Future<double> {
+            std::shared_ptr<Engine> engine = self.lock();
+            return engine ? mcm_module_metric(engine->module_, key.c_str(), which) : 0.0;
+          });
+      process::metrics::add(gauge);
+      gauges_.push_back(gauge);
+    }
+  }
+}
+
+
+process::Future<Option<std::string>> Engine::run(
+    const std::string& event, const Fragments& fragments)
+{
+  Pending* pending = new Pending();
+  process::Future<Option<std::string>> future = pending->promise.future();
+  std::vector<mcm_fragment> input = toFragments(fragments);
+  uint64_t token = mcm_run_event(
+      module_, event.c_str(), input.data(), input.size(), completePending, pending);
+
+  std::weak_ptr<Engine> self = shared_from_this();
+  future.onDiscard([self, token]() {
+    if (std::shared_ptr<Engine> engine = self.lock()) {
+      mcm_cancel(engine->module_, token);
+    }
+  });
+  return future;
+}
+
+
+Try<Option<std::string>> Engine::runAndWait(
+    const std::string& event, const Fragments& fragments)
+{
+  Waiting waiting;
+  std::future<std::pair<mcm_status, std::string>> done = waiting.done.get_future();
+  std::vector<mcm_fragment> input = toFragments(fragments);
+  mcm_run_event(module_, event.c_str(), input.data(), input.size(), completeWaiting, &waiting);
+  // Every command has a timeout, so the engine always answers.
+  std::pair<mcm_status, std::string> result = done.get();
+  switch (result.first) {
+    case MCM_STATUS_RESULT: return Option<std::string>(result.second);
+    case MCM_STATUS_NONE: return Option<std::string>::none();
+    case MCM_STATUS_ERROR: return Error(result.second);
+    default: return Error("cancelled");
+  }
+}
+
+} // namespace mesos {
+} // namespace criteo {

@@ -1,0 +1,92 @@
+// The shim's side of the C ABI: an engine module behind a C++ object, events as process::Futures, results
+// parsed with stout. No policy and no process handling live here: that is the engine's job.
+#ifndef MESOS_COMMAND_MODULES_ENGINE_HPP
+#define MESOS_COMMAND_MODULES_ENGINE_HPP
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <google/protobuf/repeated_field.h>
+
+#include <mesos/mesos.hpp>
+
+#include <process/future.hpp>
+#include <process/metrics/pull_gauge.hpp>
+
+#include <stout/json.hpp>
+#include <stout/option.hpp>
+#include <stout/protobuf.hpp>
+#include <stout/stringify.hpp>
+#include <stout/try.hpp>
+
+#include "mesos_command_modules.h"
+
+namespace criteo {
+namespace mesos {
+
+// An event's input envelope: (key, JSON text) pairs.
+using Fragments = std::vector<std::pair<std::string, std::string>>;
+
+class Engine : public std::enable_shared_from_this<Engine>
+{
+public:
+  // Creates the engine module from the manifest's parameters; the error names the module and each key.
+  static Try<std::shared_ptr<Engine>> create(
+      mcm_kind kind, const ::mesos::Parameters& parameters);
+
+  ~Engine();
+
+  const std::string& name() const { return name_; }
+
+  // Whether the module has a command for `event` (e.g. "hook_slave_run_task_label_decorator").
+  bool handles(const std::string& event) const;
+
+  // Runs an event. The future holds the JSON result, or None for "none / no change"; it fails with the
+  // engine's message and is discarded when the event is cancelled. Discarding it cancels the event.
+  process::Future<Option<std::string>> run(
+      const std::string& event, const Fragments& fragments);
+
+  // Runs an event and blocks the calling thread until it is done: for Mesos' synchronous hook methods.
+  Try<Option<std::string>> runAndWait(
+      const std::string& event, const Fragments& fragments);
+
+private:
+  Engine(mcm_module* module, std::string name);
+  void registerMetrics();
+
+  mcm_module* module_;
+  std::string name_;
+  std::vector<process::metrics::PullGauge> gauges_;
+};
+
+
+// stout's JSON mapping of a protobuf, as text.
+template <typename T>
+std::string render(const T& message)
+{
+  return stringify(JSON::protobuf(message));
+}
+
+
+// Parses an engine result (already checked against the message by the engine) with stout.
+template <typename T>
+Try<T> parse(const std::string& json)
+{
+  Try<JSON::Value> value = JSON::parse(json);
+  if (value.isError()) {
+    return Error("Malformed JSON. " + value.error());
+  }
+  Try<T> message = ::protobuf::parse<T>(value.get());
+  if (message.isError()) {
+    return Error("Error while converting JSON to protobuf. " + message.error());
+  }
+  return message.get();
+}
+
+} // namespace mesos {
+} // namespace criteo {
+
+#endif
