@@ -26,6 +26,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Events per throughput measurement.")
     var throughputEvents = 4000
 
+    @Option(help: "The modules' temp_dir (where the input/output/error files live); a private directory in $TMPDIR or /tmp by default. A tmpfs (e.g. /dev/shm) makes file creation cheaper.")
+    var tempDir: String?
+
     func run() async throws {
         let scratch = try ScratchDirectory("mesos-command-modules-bench")
         defer { scratch.remove() }
@@ -33,7 +36,8 @@ struct Bench: AsyncParsableCommand {
         writeFile(trivial, "#!/bin/sh\nexit 0\n", mode: 0o755)
         let logger = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
 
-        print("mesos-command-modules bench — \(cpuCount()) cores, \(events) sequential events per measurement")
+        print("mesos-command-modules bench — \(cpuCount()) cores, \(events) sequential events per measurement, "
+            + "temp_dir \(tempDir ?? scratch.path)")
         print("")
         print("Latency per event (sequential):")
         print("  script                                   floor p50   floor p99   engine p50  engine p99  ratio p50  ratio p99")
@@ -159,7 +163,7 @@ struct Bench: AsyncParsableCommand {
                       maxInFlight: Int = 64) throws -> IsolatorModule {
         var configuration = ModuleConfiguration(kind: .isolator, moduleName: "bench_\(name)",
                                                 commands: [CommandConfiguration(event: event, path: script)])
-        configuration.temporaryDirectory = scratch.path
+        configuration.temporaryDirectory = tempDir ?? scratch.path
         configuration.stateDirectory = scratch.path + "/state"
         configuration.maxInFlight = maxInFlight
         let module = try IsolatorModule(configuration: configuration, logger: logger)

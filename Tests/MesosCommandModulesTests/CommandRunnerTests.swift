@@ -182,6 +182,20 @@ import Testing
         #expect(await eventually(within: 3) { !processAlive(pid) })
     }
 
+    @Test func theDirectoryOfACrashedAgentIsRemovedAtStart() throws {
+        // A directory left by a process that no longer exists (pid 2^22 + 1 is above pid_max's default range
+        // of live pids here), with a file its command left, and one of a live process (ours).
+        let dead = sandbox.mkdir("mesos-command-modules.test.4194305.AbCdEf")
+        sandbox.write(dead + "/in.123456", "{}")
+        let alive = sandbox.mkdir("mesos-command-modules.test.\(getpid()).XyZxYz")
+        let other = sandbox.mkdir("mesos-command-modules.other.4194305.AbCdEf")
+        let runner = try makeRunner(sandbox)
+        #expect(access(dead, F_OK) != 0)
+        #expect(access(alive, F_OK) == 0)
+        #expect(access(other, F_OK) == 0)  // another module's: not ours to judge
+        #expect(runner.temporaryDirectory.hasPrefix(sandbox.path + "/mesos-command-modules.test.\(getpid())."))
+    }
+
     @Test func theTemporaryDirectoryIsRemadeIfRemoved() async throws {
         let runner = try makeRunner(sandbox)
         let script = sandbox.script("rmdir.sh", "#!/bin/sh\nrm -rf \"$(dirname \"$1\")\"\n")

@@ -127,6 +127,20 @@ import Testing
         #expect(try await module.watchOnce(containerID: id) == nil)
     }
 
+    @Test func statusOfAnUnknownContainerIsEmptyWithoutRunningTheCommand() async throws {
+        let module = try isolator(sandbox, [recording(.status, output: #"{"executor_pid":7}"#)])
+        #expect(try await module.status(containerID: cid("stranger")) == "{}")
+        #expect(calls.isEmpty)
+    }
+
+    @Test func isolateOfAnUnknownContainerWarnsAndRunsWithoutConfigAsTheSeedDid() async throws {
+        let log = CapturedLog()
+        let module = try isolator(sandbox, [recording(.isolate)], log: log)
+        try await module.isolate(containerID: cid("stranger"), pid: 77)
+        #expect(calls.count == 1 && !calls[0].contains("container_config") && calls[0].contains(#""pid":77"#))
+        #expect(log.contains("Missing container info during isolation of container with pid 77"))
+    }
+
     @Test func usageFailuresGiveTimestampOnlyStatisticsAsTheSeedDid() async throws {
         let failing = sandbox.script("usage.sh", "#!/bin/sh\necho '{\"cpus_limit\": \"lots\"}' > \"$2\"\n")
         let module = try isolator(sandbox, [("isolator_usage_command", failing)])

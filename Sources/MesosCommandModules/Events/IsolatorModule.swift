@@ -91,10 +91,15 @@ public final class IsolatorModule: CommandModule {
         return try await runCommand(.prepare, envelope(id, record), subject: id.description).value?.jsonText
     }
 
-    /// `isolate`: runs the isolate command with the container's pid.
+    /// `isolate`: runs the isolate command with the container's pid (without container_config, and a warning,
+    /// for a container never prepared — as the seed did).
     public func isolate(containerID: String, pid: Int32) async throws(EventError) {
         let id = try parseID(containerID, .isolate)
-        var envelope = envelope(id, store.record(id), idJSON: containerID)
+        let record = store.record(id)
+        if record == nil && configuration.command(for: .isolate) != nil {
+            events.log(.isolate, id.description).warning("Missing container info during isolation of container with pid \(pid)")
+        }
+        var envelope = envelope(id, record, idJSON: containerID)
         envelope.set("pid", json: String(pid))
         _ = try await runCommand(.isolate, envelope, subject: id.description)
     }
@@ -169,12 +174,12 @@ public final class IsolatorModule: CommandModule {
         return statistics.jsonText
     }
 
-    /// `status`: the ContainerStatus the command writes; `{}` without a command, for an empty output, or a
-    /// failure whose policy is `ignore` (the default).
+    /// `status`: the ContainerStatus the command writes; `{}` without a command, for a container this isolator
+    /// does not know, for an empty output, or a failure whose policy is `ignore` (the default).
     public func status(containerID: String) async throws(EventError) -> String {
         let id = try parseID(containerID, .status)
-        let envelope = envelope(id, store.record(id), idJSON: containerID)
-        return try await runCommand(.status, envelope, subject: id.description).value?.jsonText ?? "{}"
+        guard let record = store.record(id) else { return "{}" }
+        return try await runCommand(.status, envelope(id, record), subject: id.description).value?.jsonText ?? "{}"
     }
 
     /// `cleanup`: stops the container's watch, runs the cleanup command with the remembered config and forgets

@@ -7,7 +7,8 @@ import Glibc
 /// measured here, `mkdtemp`+`rmdir` per event cost ~3.2 ms on /tmp, three `mkostemp` ~40 µs — the difference
 /// is most of an event's budget at thousands of events per second.
 final class TemporaryArea: Sendable {
-    /// `<temp_dir>/mesos-command-modules.<module_name>.XXXXXX`
+    /// `<temp_dir>/mesos-command-modules.<module_name>.<pid>.XXXXXX`: the pid lets a later agent remove the
+    /// directory of one that crashed.
     let directory: String
 
     /// The three files of one command run. `inputFD` is open on the input file, at offset 0: it is the
@@ -21,7 +22,9 @@ final class TemporaryArea: Sendable {
 
     init(parent: String, moduleName: String) throws(CommandError.Setup) {
         let safeName = String(moduleName.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
-        var template = Array("\(parent)/mesos-command-modules.\(safeName).XXXXXX".utf8CString)
+        let prefix = "mesos-command-modules.\(safeName)."
+        Self.removeDirectoriesOfDeadProcesses(in: parent, prefix: prefix)
+        var template = Array("\(parent)/\(prefix)\(getpid()).XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         guard made != nil else {
             throw CommandError.Setup(
@@ -31,11 +34,31 @@ final class TemporaryArea: Sendable {
     }
 
     deinit {
-        removeAll()
+        Self.removeAll(directory)
     }
 
-    /// Removes the directory and anything a command left in it.
-    func removeAll() {
+    /// Removes `<parent>/<prefix><pid>.*` directories whose process is gone (an agent that crashed), with what
+    /// its commands left in them.
+    static func removeDirectoriesOfDeadProcesses(in parent: String, prefix: String) {
+        guard let dir = opendir(parent) else { return }
+        var stale: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasPrefix(prefix) else { continue }
+            let rest = name.dropFirst(prefix.count)
+            guard let dot = rest.firstIndex(of: "."), let pid = pid_t(rest[..<dot]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { stale.append(parent + "/" + name) }
+        }
+        closedir(dir)
+        for path in stale {
+            var info = stat()
+            // Only our own private directories.
+            if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR, info.st_uid == geteuid() { removeAll(path) }
+        }
+    }
+
+    /// Removes a directory and the files a command left in it.
+    static func removeAll(_ directory: String) {
         if let dir = opendir(directory) {
             while let entry = readdir(dir) {
                 let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
