@@ -96,7 +96,7 @@ final class SmallFilesystem {
         let prepare = sandbox.script("prepare.sh", "#!/bin/sh\nsleep 0.$(( $$ % 3 ))\n")
         let cleanup = sandbox.script("cleanup.sh", "#!/bin/sh\necho cleaned >> \(sandbox.path)/cleanups\n")
         let isolator = try module(stateDir: sandbox.path + "/state", [("isolator_prepare_command", prepare), ("isolator_cleanup_command", cleanup)])
-        for round in 0..<20 {
+        for round in 0..<50 {
             let id = cid("race\(round)")
             async let prepared: String? = try? isolator.prepare(containerID: id, containerConfig: "{}")
             async let cleaned: Void? = try? isolator.cleanup(containerID: id)
@@ -107,7 +107,7 @@ final class SmallFilesystem {
         #expect(isolator.containers.isEmpty)
         #expect(Sandbox.entries(isolator.stateDirectory).isEmpty)
         let cleanups = (sandbox.read(sandbox.path + "/cleanups") ?? "").split(separator: "\n").count
-        #expect(cleanups == 20)  // exactly one cleanup command per prepared container
+        #expect(cleanups == 50)  // exactly one cleanup command per prepared container
     }
 
     @Test func cleanupWhileTheWatchLoopIsMidRun() async throws {

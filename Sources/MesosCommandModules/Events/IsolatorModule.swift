@@ -17,6 +17,8 @@ public final class IsolatorModule: CommandModule {
     /// The private directory of this module's temporary files.
     public var temporaryDirectory: String { events.runner.temporaryDirectory }
     let store: ContainerStateStore
+    /// Serializes prepare and cleanup of one container.
+    private let locks = ContainerLocks()
     /// The running watch loop of each container, cancelled by `cleanup`.
     private let watches = Mutex<[ContainerID: Task<String?, any Error>]>([:])
 
@@ -78,6 +80,14 @@ public final class IsolatorModule: CommandModule {
     /// - Returns: the ContainerLaunchInfo JSON, or nil for none.
     public func prepare(containerID: String, containerConfig: String) async throws(EventError) -> String? {
         let id = try parseID(containerID, .prepare)
+        return try await locks.withLock(id) { () async throws(EventError) -> String? in
+            try await prepareLocked(id, containerID: containerID, containerConfig: containerConfig)
+        }
+    }
+
+    private func prepareLocked(_ id: ContainerID, containerID: String, containerConfig: String) async throws(EventError)
+        -> String?
+    {
         let record = ContainerStateStore.Record(id: id, idJSON: containerID, config: containerConfig)
         guard store.insertNew(record) else {
             throw EventError(.prepare, subject: id.description, refused: "mesos-command-module already initialized for container")
@@ -187,6 +197,10 @@ public final class IsolatorModule: CommandModule {
     public func cleanup(containerID: String) async throws(EventError) {
         let id = try parseID(containerID, .cleanup)
         watches.withLock { $0.removeValue(forKey: id)?.cancel() }
+        try await locks.withLock(id) { () async throws(EventError) in try await cleanupLocked(id) }
+    }
+
+    private func cleanupLocked(_ id: ContainerID) async throws(EventError) {
         guard let record = store.take(id) else {
             events.log(.cleanup, id.description).warning(
                 "Missing container info during cleanup of mesos-command-module, won't call command.")
