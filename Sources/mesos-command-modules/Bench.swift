@@ -42,9 +42,8 @@ struct Bench: AsyncParsableCommand {
         print("Latency per event (sequential):")
         print("  script                                   floor p50   floor p99   engine p50  engine p99  ratio p50  ratio p99")
         for path in [trivial] + (script.map { [$0] } ?? []) {
-            let floor = try measureFloor(path, scratch: scratch)
             let module = try makeIsolator(path, scratch: scratch, logger: logger, name: "latency")
-            let engine = try await measureEngine(module)
+            let (floor, engine) = try await measureLatency(path, module, scratch: scratch)
             let name = path == trivial ? "trivial (#!/bin/sh + exit 0)" : path
             print("  \(name.padding(40)) \(ms(floor.p50))  \(ms(floor.p99))  \(ms(engine.p50))  \(ms(engine.p99))  "
                 + "\(ratio(engine.p50 / floor.p50))  \(ratio(engine.p99 / floor.p99))")
@@ -96,36 +95,35 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
-    /// The physical floor: posix_spawn of the same script with the same argv, and a blocking waitpid.
-    func measureFloor(_ path: String, scratch: ScratchDirectory) throws -> Percentiles {
+    /// The floor — posix_spawn of the same script with the same argv and a blocking waitpid — and the engine's
+    /// whole isolator_usage event, alternated event by event so that the machine's drift weighs on both alike.
+    func measureLatency(_ path: String, _ module: IsolatorModule, scratch: ScratchDirectory) async throws
+        -> (floor: Percentiles, engine: Percentiles)
+    {
         let files = ["in", "out", "err"].map { scratch.path + "/floor-" + $0 }
         for file in files { writeFile(file, "{}", mode: 0o600) }
-        var samples: [Double] = []
-        samples.reserveCapacity(events)
-        let argv = [path] + files
-        var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        var cArgs: [UnsafeMutablePointer<CChar>?] = ([path] + files).map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
+        var floor: [Double] = []
+        var engine: [Double] = []
         for i in 0..<(events + events / 10) {
-            let start = ContinuousClock.now
+            var start = ContinuousClock.now
             var pid: pid_t = 0
             let rc = posix_spawn(&pid, path, nil, nil, &cArgs, environ)
             guard rc == 0 else { throw ValidationError("posix_spawn \(path): \(String(cString: strerror(rc)))") }
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            if i >= events / 10 { samples.append(seconds(ContinuousClock.now - start)) }  // after a warm-up
-        }
-        return Percentiles(samples)
-    }
+            let floorSeconds = seconds(ContinuousClock.now - start)
 
-    func measureEngine(_ module: IsolatorModule) async throws -> Percentiles {
-        var samples: [Double] = []
-        samples.reserveCapacity(events)
-        for i in 0..<(events + events / 10) {
-            let start = ContinuousClock.now
+            start = ContinuousClock.now
             _ = try await module.usage(containerID: Self.container)
-            if i >= events / 10 { samples.append(seconds(ContinuousClock.now - start)) }
+            let engineSeconds = seconds(ContinuousClock.now - start)
+            if i >= events / 10 {  // after a warm-up
+                floor.append(floorSeconds)
+                engine.append(engineSeconds)
+            }
         }
-        return Percentiles(samples)
+        return (Percentiles(floor), Percentiles(engine))
     }
 
     func measureThroughput(_ module: IsolatorModule, inFlight: Int, events: Int) async throws -> Double {

@@ -21,10 +21,16 @@ final class InFlightLimiter: Sendable {
     }
 
     private func acquire() async throws {
-        let id = state.withLock { state in
+        // The common case, a free slot, takes no continuation (and so no trip through the executor).
+        let id: UInt64? = state.withLock { state in
+            if state.available > 0 && state.waiters.isEmpty {
+                state.available -= 1
+                return nil
+            }
             state.nextID += 1
             return state.nextID
         }
+        guard let id else { return }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 // Checked under the lock: a cancellation either is seen here or finds the waiter queued.
