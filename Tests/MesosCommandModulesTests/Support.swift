@@ -46,16 +46,7 @@ final class Sandbox: @unchecked Sendable {
     }
 
     /// Entries of a directory (without . and ..).
-    static func entries(_ dir: String) -> [String] {
-        guard let handle = opendir(dir) else { return [] }
-        defer { closedir(handle) }
-        var names: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
-    }
+    static func entries(_ dir: String) -> [String] { FileIO.entries(dir).sorted() }
 }
 
 /// Runs a shell command and returns its exit status (for test setup only).

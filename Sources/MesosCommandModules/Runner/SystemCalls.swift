@@ -76,6 +76,20 @@ extension FileIO {
     }
 }
 
+extension FileIO {
+    /// The names in a directory (without . and ..); empty if it cannot be read.
+    static func entries(_ directory: String) -> [String] {
+        guard let handle = opendir(directory) else { return [] }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+}
+
 enum MonotonicClock {
     /// Nanoseconds on CLOCK_MONOTONIC.
     static func now() -> UInt64 {

@@ -40,16 +40,12 @@ final class TemporaryArea: Sendable {
     /// Removes `<parent>/<prefix><pid>.*` directories whose process is gone (an agent that crashed), with what
     /// its commands left in them.
     static func removeDirectoriesOfDeadProcesses(in parent: String, prefix: String) {
-        guard let dir = opendir(parent) else { return }
         var stale: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard name.hasPrefix(prefix) else { continue }
+        for name in FileIO.entries(parent) where name.hasPrefix(prefix) {
             let rest = name.dropFirst(prefix.count)
             guard let dot = rest.firstIndex(of: "."), let pid = pid_t(rest[..<dot]), pid > 0 else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH { stale.append(parent + "/" + name) }
         }
-        closedir(dir)
         for path in stale {
             var info = stat()
             // Only our own private directories.
@@ -59,15 +55,7 @@ final class TemporaryArea: Sendable {
 
     /// Removes a directory and the files a command left in it.
     static func removeAll(_ directory: String) {
-        if let dir = opendir(directory) {
-            while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name != "." && name != ".." { unlink(directory + "/" + name) }
-            }
-            closedir(dir)
-        }
+        for name in FileIO.entries(directory) { unlink(directory + "/" + name) }
         rmdir(directory)
     }
 

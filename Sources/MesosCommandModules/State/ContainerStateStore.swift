@@ -107,16 +107,7 @@ final class ContainerStateStore: Sendable {
     }
 
     /// The names of the files in the state directory.
-    func fileNames() -> [String] {
-        guard let handle = opendir(directory) else { return [] }
-        defer { closedir(handle) }
-        var names: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
+    func fileNames() -> [String] { FileIO.entries(directory) }
 
     func removeFile(named name: String) { unlink(directory + "/" + name) }
 
