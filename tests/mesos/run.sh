@@ -186,6 +186,7 @@ long_container=$(basename "$(readlink -f "$long_sandbox")")
 check "the long task's state file is written" test -s "$work/state/it_isolator/$long_container"
 
 kill -9 "$agent_pid"
+wait "$agent_pid" 2>/dev/null
 sleep 1
 start_agent
 check "the restarted agent recovers and re-registers" wait_for 60 sh -c "grep -qi 're-registered with master' '$work/agent.log'"
