@@ -122,7 +122,7 @@ public final class IsolatorModule: CommandModule {
         let id = try parseID(containerID, .watch)
         guard configuration.command(for: .watch) != nil else { return nil }
         guard store.record(id) != nil else {
-            throw EventError(.watch, subject: id.description, refused: "mesos-command-module is not initialized for current container")
+            throw EventError(.watch, subject: id.description, refused: Self.notInitialized)
         }
         let loop = Task { () async throws -> String? in try await self.watchLoop(id) }
         watches.withLock { $0[id]?.cancel(); $0[id] = loop }
@@ -176,7 +176,7 @@ public final class IsolatorModule: CommandModule {
         let now = Self.now()
         guard configuration.command(for: .usage) != nil else { return Self.timestampOnly(now) }
         guard let record = store.record(id) else {
-            throw EventError(.usage, subject: id.description, refused: "mesos-command-module is not initialized for current container")
+            throw EventError(.usage, subject: id.description, refused: Self.notInitialized)
         }
         guard let statistics = try await runCommand(.usage, envelope(id, record), subject: id.description).value else {
             return Self.timestampOnly(now)
@@ -223,7 +223,7 @@ public final class IsolatorModule: CommandModule {
     public func watchOnce(containerID: String) async throws(EventError) -> String? {
         let id = try parseID(containerID, .watch)
         guard let record = store.record(id) else {
-            throw EventError(.watch, subject: id.description, refused: "mesos-command-module is not initialized for current container")
+            throw EventError(.watch, subject: id.description, refused: Self.notInitialized)
         }
         return try await runCommand(.watch, envelope(id, record), subject: id.description).value?.jsonText
     }
@@ -232,11 +232,11 @@ public final class IsolatorModule: CommandModule {
     public func restoreFromStateFile(containerID: String) throws(EventError) -> Bool {
         let id = try parseID(containerID, .recover)
         if store.record(id) != nil { return true }
+        guard access(store.path(id), F_OK) == 0 else { return false }
         do {
             store.put(.init(id: id, idJSON: containerID, config: try store.load(id)))
             return true
         } catch {
-            if case .failed(ENOENT) = FileIO.read(path: store.path(id), limit: 1) { return false }
             throw EventError(.recover, subject: id.description, refused: error.description)
         }
     }
@@ -293,6 +293,9 @@ public final class IsolatorModule: CommandModule {
         if let config = record?.config { envelope.set("container_config", json: config) }
         return envelope
     }
+
+    /// The seed's refusal for an event about a container it never prepared.
+    static let notInitialized = "mesos-command-module is not initialized for current container"
 
     static func now() -> Double {
         var ts = timespec()

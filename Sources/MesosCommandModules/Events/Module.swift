@@ -8,11 +8,10 @@ public struct ModuleError: Error, Sendable, CustomStringConvertible {
 /// What every module shares: its configuration, its command runner, metrics and logger.
 protocol CommandModule: Sendable {
     var events: EventRunner { get }
+    var configuration: ModuleConfiguration { get }
 }
 
 extension CommandModule {
-    var configuration: ModuleConfiguration { events.configuration }
-
     /// Runs the event's command if one is configured. Returns nil when none is, `.empty` for an empty output.
     /// A failure whose policy is `ignore` is logged and returned as `.failedButIgnored`.
     func runCommand(_ event: Event, _ envelope: Envelope, subject: String) async throws(EventError) -> Outcome {
