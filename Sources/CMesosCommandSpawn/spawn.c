@@ -3,25 +3,58 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdlib.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
 
-int mcm_spawn(const char *path, char *const argv[], int stdin_fd, int stdout_fd, int stderr_fd, pid_t *pid) {
+/* environ with `extra` (NAME=value entries, NULL-terminated) added, replacing same-named entries; only the
+   pointer array is allocated (free it), the strings are environ's and extra's own. NULL with errno ENOMEM. */
+static char **merged_environment(char *const extra[]) {
+    size_t count = 0, extras = 0;
+    for (char **entry = environ; entry && *entry; entry++) count++;
+    for (char *const *entry = extra; entry && *entry; entry++) extras++;
+    char **merged = malloc((count + extras + 1) * sizeof(char *));
+    if (merged == NULL) return NULL;
+    size_t n = 0;
+    for (char **entry = environ; entry && *entry; entry++) {
+        int replaced = 0;
+        for (char *const *add = extra; add && *add && !replaced; add++) {
+            const char *equals = strchr(*add, '=');
+            size_t length = equals ? (size_t)(equals - *add) + 1 : strlen(*add);
+            replaced = strncmp(*entry, *add, length) == 0;
+        }
+        if (!replaced) merged[n++] = *entry;
+    }
+    for (char *const *add = extra; add && *add; add++) merged[n++] = *add;
+    merged[n] = NULL;
+    return merged;
+}
+
+int mcm_spawn(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
+              int stderr_fd, pid_t *pid) {
+    char **envp = merged_environment(extra_env);
+    if (envp == NULL) return ENOMEM;
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&actions);
-    if (rc != 0) return rc;
+    if (rc != 0) {
+        free(envp);
+        return rc;
+    }
     rc = posix_spawnattr_init(&attr);
     if (rc != 0) {
         posix_spawn_file_actions_destroy(&actions);
+        free(envp);
         return rc;
     }
 
@@ -38,11 +71,93 @@ int mcm_spawn(const char *path, char *const argv[], int stdin_fd, int stdout_fd,
         (rc = posix_spawnattr_setpgroup(&attr, 0)) == 0 &&
         (rc = posix_spawnattr_setsigmask(&attr, &none)) == 0 &&
         (rc = posix_spawnattr_setsigdefault(&attr, &all)) == 0) {
-        rc = posix_spawn(pid, path, &actions, &attr, argv, environ);
+        rc = posix_spawn(pid, path, &actions, &attr, argv, envp);
     }
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&actions);
+    free(envp);
     return rc;
+}
+
+/* The child side of mcm_spawn_worker: async-signal-safe calls only (the parent is multi-threaded). */
+static void become_worker(const char *path, char *const argv[], char *const envp[], int fds[3], pid_t parent,
+                          int report_fd) {
+    for (int sig = 1; sig < _NSIG; sig++) {
+        struct sigaction action = {0};
+        action.sa_handler = SIG_DFL;
+        sigaction(sig, &action, NULL); /* SIGKILL, SIGSTOP and glibc's own signals fail harmlessly */
+    }
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127); /* the agent died before prctl */
+    /* Move the three fds above 2 first, so that dup2 onto 0, 1, 2 cannot clobber one of them. */
+    int high[3];
+    for (int i = 0; i < 3; i++) {
+        high[i] = fcntl(fds[i], F_DUPFD, 3);
+        if (high[i] < 0) goto failed;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (dup2(high[i], i) < 0) goto failed;
+    }
+    /* Every other fd goes, but the close-on-exec pipe that reports a failed exec. */
+    if ((report_fd > 3 && syscall(SYS_close_range, 3U, (unsigned)report_fd - 1, 0U) != 0) ||
+        syscall(SYS_close_range, (unsigned)report_fd + 1, ~0U, 0U) != 0) {
+        long max = sysconf(_SC_OPEN_MAX); /* before Linux 5.9 */
+        for (int fd = 3; fd < max; fd++) {
+            if (fd != report_fd) close(fd);
+        }
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(path, argv, envp);
+failed:;
+    int code = errno;
+    ssize_t ignored = write(report_fd, &code, sizeof code);
+    (void)ignored;
+    _exit(127);
+}
+
+int mcm_spawn_worker(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
+                     int stderr_fd, pid_t *pid) {
+    char **envp = merged_environment(extra_env);
+    if (envp == NULL) return ENOMEM;
+    int report[2];
+    if (mcm_pipe(report, 1) != 0) { /* our read end stays blocking */
+        int code = errno;
+        free(envp);
+        return code;
+    }
+    /* The child must not run one of the agent's signal handlers before it has reset them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t parent = getpid();
+    int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
+    pid_t child = fork();
+    if (child == 0) become_worker(path, argv, envp, fds, parent, report[1]);
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    free(envp);
+    close(report[1]);
+    if (child < 0) {
+        close(report[0]);
+        return fork_errno;
+    }
+    int code = 0;
+    ssize_t n;
+    do {
+        n = read(report[0], &code, sizeof code);
+    } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof code) {
+        int status;
+        while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+        }
+        return code;
+    }
+    *pid = child;
+    return 0;
 }
 
 int mcm_pidfd_open(pid_t pid) {
@@ -78,26 +193,50 @@ int mcm_wexitstatus(int status) { return WEXITSTATUS(status); }
 int mcm_wifsignaled(int status) { return WIFSIGNALED(status); }
 int mcm_wtermsig(int status) { return WTERMSIG(status); }
 
-int mcm_pipe_for_console(int fds[2]) {
-    if (pipe2(fds, O_CLOEXEC) != 0) return -1;
-    int flags = fcntl(fds[0], F_GETFL);
-    if (flags == -1 || fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) == -1) {
-        int saved = errno;
-        close(fds[0]);
-        close(fds[1]);
-        errno = saved;
-        return -1;
-    }
-    return 0;
+/* An fd of ours above 2: an agent that closed its stdin/stdout/stderr would otherwise hand 0-2 to our files,
+   and the dup2 onto 0, 1, 2 in the child could clobber one with another. */
+static int above_stdio(int fd) {
+    if (fd < 0 || fd > 2) return fd;
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return high;
 }
 
-int mcm_mkstemp_cloexec(char *template_path) { return mkostemp(template_path, O_CLOEXEC); }
+int mcm_pipe(int fds[2], int our_end) {
+    int raw[2];
+    if (pipe2(raw, O_CLOEXEC) != 0) return -1;
+    fds[0] = above_stdio(raw[0]);
+    fds[1] = above_stdio(raw[1]);
+    if (fds[0] < 0 || fds[1] < 0) goto failed;
+    int ours = fds[our_end ? 1 : 0];
+    int flags = fcntl(ours, F_GETFL);
+    if (flags == -1 || fcntl(ours, F_SETFL, flags | O_NONBLOCK) == -1) goto failed;
+    return 0;
+failed:;
+    int saved = errno;
+    if (fds[0] >= 0) close(fds[0]);
+    if (fds[1] >= 0) close(fds[1]);
+    errno = saved;
+    return -1;
+}
+
+int mcm_create_file_at(int dir_fd, const char *name) {
+    return above_stdio(openat(dir_fd, name, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0600));
+}
+
+int mcm_open_read_at(int dir_fd, const char *name) {
+    return openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+}
+
+int mcm_open_directory(const char *path) { return open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC); }
 
 int mcm_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
-int mcm_epoll_add(int epoll_fd, int fd, uint64_t data) {
+int mcm_epoll_add(int epoll_fd, int fd, uint64_t data, int writable) {
     struct epoll_event event;
-    event.events = EPOLLIN;
+    event.events = writable ? EPOLLOUT : EPOLLIN;
     event.data.u64 = data;
     return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
 }
@@ -113,3 +252,4 @@ int mcm_epoll_wait(int epoll_fd, uint64_t *data, int capacity, int timeout_ms) {
 }
 
 int mcm_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+

@@ -16,15 +16,34 @@ final class ABIModule: Sendable {
     let log: LogSink
     /// The module_name as a C string, for `mcm_module_name`; freed with the module.
     nonisolated(unsafe) let name: UnsafeMutablePointer<CChar>
-    private let running = Mutex<(next: UInt64, tasks: [UInt64: Task<Void, Never>])>((1, [:]))
+    private let running = Mutex<[UInt64: RunningEvent]>([:])
+
+    private struct RunningEvent {
+        let task: Task<Void, Never>
+        let reply: Reply
+    }
+
+    /// How long past `grace_period` `mcm_module_destroy` waits for running events before it answers them
+    /// itself: a cancelled command is killed within the grace period, so only a process stuck in the kernel
+    /// takes longer.
+    static let destroyMargin = 2.0
+
+    /// Tokens of `mcm_run_event`, process-wide and never 0.
+    private static let nextToken = Atomic<UInt64>(1)
+
+    static func makeToken() -> UInt64 { nextToken.wrappingAdd(1, ordering: .relaxed).oldValue }
 
     init(instance: Instance, name: String, log: LogSink) {
         self.instance = instance
-        self.name = strdup(name)
+        self.name = name.withCString { source in
+            let copy = UnsafeMutablePointer<CChar>.allocate(capacity: strlen(source) + 1)
+            strcpy(copy, source)
+            return copy
+        }
         self.log = log
     }
 
-    deinit { free(name) }
+    deinit { name.deallocate() }
 
     var configuration: ModuleConfiguration {
         switch instance {
@@ -40,34 +59,36 @@ final class ABIModule: Sendable {
         }
     }
 
-    /// Starts `body` as a cancellable event; returns its token.
-    func start(_ body: @escaping @Sendable () async -> Void) -> UInt64 {
-        running.withLock { state in
-            let token = state.next
-            state.next += 1
-            state.tasks[token] = Task {
-                await body()
+    /// Starts `body` as a cancellable event whose outcome goes to `reply`; returns its token.
+    func start(_ reply: Reply, _ body: @escaping @Sendable () async -> Outcome) -> UInt64 {
+        let token = Self.makeToken()
+        running.withLock { running in
+            let task = Task {
+                reply.send(await body())
                 self.finished(token)
             }
-            return token
+            running[token] = RunningEvent(task: task, reply: reply)
         }
+        return token
     }
 
     private func finished(_ token: UInt64) {
-        _ = running.withLock { $0.tasks.removeValue(forKey: token) }
+        _ = running.withLock { $0.removeValue(forKey: token) }
     }
 
     func cancel(_ token: UInt64) {
-        running.withLock { $0.tasks[token] }?.cancel()
+        running.withLock { $0[token] }?.task.cancel()
     }
 
-    /// Cancels every running event and waits (up to `seconds`) for them to deliver their callbacks.
+    /// Cancels every running event and waits up to `seconds` for their callbacks; an event still running then
+    /// (its process stuck in the kernel) gets MCM_STATUS_CANCELLED from this thread, and nothing after.
     func cancelAll(waitingUpTo seconds: Double) {
-        for task in running.withLock({ Array($0.tasks.values) }) { task.cancel() }
+        for event in running.withLock({ Array($0.values) }) { event.task.cancel() }
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while running.withLock({ !$0.tasks.isEmpty }) && ContinuousClock.now < deadline {
+        while running.withLock({ !$0.isEmpty }) && ContinuousClock.now < deadline {
             usleep(1000)
         }
+        for event in running.withLock({ Array($0.values) }) { event.reply.send(.cancelled) }
     }
 }
 

@@ -1,6 +1,7 @@
 import CMesosCommandModules
 import Glibc
 import MesosCommandModules
+import Synchronization
 
 // The functions of include/mesos_command_modules.h. Each one converts C types at the door and hands over to
 // ABIModule; no policy lives here.
@@ -23,6 +24,9 @@ public func mcm_module_create(
         for warning in configuration.warnings {
             sink.write(MCM_LOG_WARNING, "module '\(configuration.moduleName)': \(warning)")
         }
+        for note in configuration.notes {
+            sink.write(MCM_LOG_INFO, "module '\(configuration.moduleName)': \(note)")
+        }
         let instance: ABIModule.Instance
         switch moduleKind {
         case .hook: instance = .hook(try HookModule(configuration: configuration, logger: sink.logger))
@@ -31,7 +35,7 @@ public func mcm_module_create(
         let module = ABIModule(instance: instance, name: configuration.moduleName, log: sink)
         return OpaquePointer(Unmanaged.passRetained(module).toOpaque())
     } catch let failure as ConfigurationError {
-        error?.pointee = strdup(failure.description)
+        error?.pointee = strdup(failure.description)  // NULL if out of memory: the header allows it
     } catch let failure {
         error?.pointee = strdup("\(failure)")
     }
@@ -43,7 +47,7 @@ public func mcm_module_destroy(_ module: OpaquePointer?) {
     guard let module else { return }
     let unmanaged = Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module))
     let instance = unmanaged.takeUnretainedValue()
-    instance.cancelAll(waitingUpTo: instance.configuration.gracePeriod + 5)
+    instance.cancelAll(waitingUpTo: instance.configuration.gracePeriod + ABIModule.destroyMargin)
     instance.log.close()
     unmanaged.release()
 }
@@ -84,13 +88,13 @@ public func mcm_run_event(
     let reply = Reply(callback: callback, context: context)
     guard let module else {
         reply.send(.error("mcm_run_event: no module"))
-        return 0
+        return ABIModule.makeToken()
     }
     let instance = Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module)).takeUnretainedValue()
     let key = eventKey.map { String(cString: $0) } ?? ""
     guard let event = Event(rawValue: key), event.kind == instance.configuration.kind else {
         reply.send(.error("module '\(instance.configuration.moduleName)' has no event '\(key)'"))
-        return 0
+        return ABIModule.makeToken()
     }
     var envelope = Envelope()
     for i in 0..<count {
@@ -101,9 +105,7 @@ public func mcm_run_event(
         envelope.set(String(cString: fragmentKey), json: json ?? "null")
     }
     let input = envelope
-    return instance.start {
-        reply.send(await EventDispatch.run(event, input, on: instance.instance))
-    }
+    return instance.start(reply) { await EventDispatch.run(event, input, on: instance.instance) }
 }
 
 @_cdecl("mcm_cancel")
@@ -125,12 +127,28 @@ enum Outcome: Sendable {
     case cancelled
 }
 
-/// A result callback and its context, called exactly once.
-struct Reply: @unchecked Sendable {
+/// A result callback and its context, called exactly once: the first `send` calls it, later ones do nothing.
+/// The call happens under a lock, so that `mcm_module_destroy`, which sends CANCELLED to events still running,
+/// returns only after a callback already under way has returned.
+final class Reply: @unchecked Sendable {
     let callback: mcm_result_callback?
     let context: UnsafeMutableRawPointer?
+    private let sent = Mutex(false)
+
+    init(callback: mcm_result_callback?, context: UnsafeMutableRawPointer?) {
+        self.callback = callback
+        self.context = context
+    }
 
     func send(_ outcome: Outcome) {
+        sent.withLock { sent in
+            guard !sent else { return }
+            sent = true
+            deliver(outcome)
+        }
+    }
+
+    private func deliver(_ outcome: Outcome) {
         guard let callback else { return }
         let (status, text): (mcm_status, String) =
             switch outcome {

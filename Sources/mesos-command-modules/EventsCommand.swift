@@ -3,13 +3,20 @@ import MesosCommandModules
 
 struct Events: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the input envelope each event's command receives, with a realistic sample.")
+        abstract: "Print the input envelope each event's command receives, with a realistic sample.",
+        discussion: """
+            stdout holds one JSON document — the envelope of EVENT, or an object of every event's envelope — so \
+            that a script author can redirect it to a file and run a script on it \
+            (`mesos-command-modules events isolator_prepare > in.json && ./prepare.sh in.json out.json err.json`). \
+            What each event is, its parameter and its output go to stderr.
+            """)
 
     @Argument(help: "An event key (e.g. isolator_prepare); all events when omitted.")
     var event: Event?
 
     func run() {
-        for event in event.map({ [$0] }) ?? Event.allCases {
+        let events = event.map { [$0] } ?? Event.allCases
+        for event in events {
             let output: String
             switch event.output {
             case .none: output = "nothing (the output file is not read)"
@@ -17,11 +24,17 @@ struct Events: ParsableCommand {
             case .array(let name): output = "a JSON array of \(name)"
             case .fields(let fields, let name): output = "the \(name) fields to change: \(fields.joined(separator: ", "))"
             }
-            print("# \(event.key) — Mesos \(event.kind == .hook ? "Hook" : "Isolator")::\(event.methodName)")
-            print("# parameter: \(event.key)_command; output: \(output); on failure by default: \(event.defaultFailurePolicy.rawValue)")
-            let envelope = SampleEnvelopes.envelope(for: event)
-            print((try? JSONValue(parsing: envelope.jsonText).prettyText) ?? envelope.jsonText)
-            print("")
+            printError("# \(event.key) — Mesos \(event.kind == .hook ? "Hook" : "Isolator")::\(event.methodName)")
+            printError("# parameter: \(event.key)_command; output: \(output); on failure by default: \(event.defaultFailurePolicy.rawValue)")
         }
+        let document: JSONValue
+        if let event {
+            document = (try? JSONValue(parsing: SampleEnvelopes.envelope(for: event).jsonText)) ?? .object([])
+        } else {
+            document = .object(events.map { event in
+                (event.key, (try? JSONValue(parsing: SampleEnvelopes.envelope(for: event).jsonText)) ?? .object([]))
+            })
+        }
+        print(document.prettyText)
     }
 }

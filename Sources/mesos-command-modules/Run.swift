@@ -37,6 +37,9 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Log every input and output, as debug=true does.")
     var verbose = false
 
+    @Flag(help: "With isolator_recover and --state-dir: really remove the state files of containers the input does not list (without it, they are only listed).")
+    var force = false
+
     func run() async throws {
         let manifest = try loadManifest(manifest)
         guard let entry = manifest.module(named: module) else {
@@ -76,7 +79,12 @@ struct Run: AsyncParsableCommand {
                 if event.isPerContainer && event != .prepare {
                     try adoptContainer(isolator, &envelope)
                 }
-                result = try await isolator.run(event, envelope: envelope)
+                if event == .recover {
+                    result = nil
+                    try await recover(isolator, envelope)
+                } else {
+                    result = try await isolator.run(event, envelope: envelope)
+                }
             }
         } catch let error as EventError {
             printError("error: \(error)")
@@ -96,10 +104,23 @@ struct Run: AsyncParsableCommand {
         }
     }
 
+    /// `recover` removes the state files of containers Mesos no longer knows. In a directory the operator named
+    /// (maybe the agent's own), the CLI removes nothing without --force: a sample envelope knows none of the live
+    /// containers.
+    func recover(_ isolator: IsolatorModule, _ envelope: Envelope) async throws(EventError) {
+        let removing = stateDir == nil || force
+        let unknown = try await isolator.recover(
+            states: envelope.json("states") ?? "[]", orphans: envelope.json("orphans") ?? "[]",
+            removeUnknownStateFiles: removing)
+        guard !unknown.isEmpty, !removing else { return }
+        printError("note: without --force, nothing was removed from \(isolator.stateDirectory); recover would remove "
+            + "the state of \(unknown.count) container(s) the input does not list: \(unknown.joined(separator: ", "))")
+    }
+
     func readEnvelope() throws -> Envelope {
         var envelope: Envelope
         if let input {
-            guard let text = try? String(contentsOfFile: input) else { throw ValidationError("cannot read --input '\(input)'") }
+            guard let text = String(contentsOfFile: input) else { throw ValidationError("cannot read --input '\(input)'") }
             do {
                 envelope = try Envelope(parsing: text)
             } catch {

@@ -67,7 +67,7 @@ struct ScratchDirectory {
     let path: String
 
     init(_ name: String) throws {
-        var template = Array("\(ModuleConfiguration.defaultTemporaryDirectory)/\(name).XXXXXX".utf8CString)
+        var template = Array("\(ModuleConfiguration.userTemporaryDirectory)/\(name).XXXXXX".utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw ValidationError("cannot create a temporary directory: \(String(cString: strerror(errno)))")
         }

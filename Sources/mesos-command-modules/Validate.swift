@@ -48,6 +48,7 @@ struct Validate: ParsableCommand {
                     for command in commands {
                         print("        \(command.event.key) → \(command.path) (timeout \(command.timeout)s, on failure: \(command.failurePolicy.rawValue))")
                     }
+                    for note in configuration.notes { print("        note: \(note)") }
                 }
             } catch {
                 problems += error.issues.map(\.description)

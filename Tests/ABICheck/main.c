@@ -7,9 +7,12 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +44,7 @@ typedef struct {
     mcm_status status;
     char data[65536];
     size_t length;
+    pthread_t thread; /* the thread the callback came from */
 } waiter;
 
 static void waiter_init(waiter *w) {
@@ -53,6 +57,7 @@ static void on_result(void *context, mcm_status status, const char *data, size_t
     waiter *w = context;
     pthread_mutex_lock(&w->mutex);
     w->calls++;
+    w->thread = pthread_self();
     w->status = status;
     w->length = length;
     size_t n = length < sizeof(w->data) - 1 ? length : sizeof(w->data) - 1;
@@ -280,12 +285,14 @@ static void check_isolator(void) {
     CHECK(wait_for(&ended, 5) && (ended.status == MCM_STATUS_NONE || ended.status == MCM_STATUS_CANCELLED),
           "isolator: cleanup ends the container's watch", "%d", ended.status);
 
+    /* A container the isolator has no state for is never harmed: usage runs with its container_id only. */
     run(m, "isolator_usage", id_only, 1, &w);
-    CHECK(wait_for(&w, 10) && w.status == MCM_STATUS_ERROR && strstr(w.data, "not initialized"),
-          "isolator: usage of a cleaned-up container fails", "%s", w.data);
+    CHECK(wait_for(&w, 10) && w.status == MCM_STATUS_RESULT && !strstr(w.data, "cpus_limit") &&
+              strstr(w.data, "\"timestamp\":"),
+          "isolator: usage of a container without state runs with its id only", "%d %s", w.status, w.data);
 
     CHECK(mcm_module_metric(m, "isolator_prepare", MCM_METRIC_CALLS) == 1 &&
-              mcm_module_metric(m, "isolator_usage", MCM_METRIC_CALLS) == 17,
+              mcm_module_metric(m, "isolator_usage", MCM_METRIC_CALLS) == 18,
           "isolator: metrics count the commands run", "prepare %f usage %f",
           mcm_module_metric(m, "isolator_prepare", MCM_METRIC_CALLS), mcm_module_metric(m, "isolator_usage", MCM_METRIC_CALLS));
 
@@ -305,15 +312,142 @@ static void check_isolator(void) {
     CHECK(log_lines_after_destroy == 0, "isolator: no log line after destroy", "%d", log_lines_after_destroy);
 }
 
-int main(void) {
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Each promise of the header about tokens, threads, borrowed input and destroy. */
+static void check_header_promises(void) {
+    char pid_file[300];
+    snprintf(pid_file, sizeof pid_file, "%s/stubborn.pid", dir);
+    char stubborn_body[600];
+    snprintf(stubborn_body, sizeof stubborn_body, "#!/bin/sh\ntrap '' TERM\necho $$ > %s\nwhile :; do sleep 0.05; done\n",
+             pid_file);
+    const char *keys[] = {"module_name", "temp_dir", "state_dir", "isolator_prepare_command", "isolator_cleanup_command",
+                          "grace_period"};
+    char state_dir[300];
+    snprintf(state_dir, sizeof state_dir, "%s/promises-state", dir);
+    const char *values[] = {"abi_promises", dir, state_dir,
+                            script("echo-user.sh", "#!/bin/sh\nprintf '{%s}' \"$(grep -o '\"user\":\"[^\"]*\"' \"$1\")\" > \"$2\"\n"),
+                            script("stubborn.sh", stubborn_body), "0.3"};
+    char *error = NULL;
+    mcm_module *m = create(MCM_KIND_ISOLATOR, keys, values, 6, &error);
+    CHECK(m != NULL, "promises: created", "%s", error ? error : "");
+    if (!m) return;
+
+    /* Tokens are never 0, also when the event is refused at once, or there is no module. */
+    waiter refused, nomodule, ok;
+    waiter_init(&refused);
+    waiter_init(&nomodule);
+    uint64_t t1 = mcm_run_event(m, "no_such_event", NULL, 0, on_result, &refused);
+    uint64_t t2 = mcm_run_event(NULL, "isolator_prepare", NULL, 0, on_result, &nomodule);
+    CHECK(t1 != 0 && t2 != 0 && t1 != t2, "promises: mcm_run_event never returns token 0", "%llu %llu",
+          (unsigned long long)t1, (unsigned long long)t2);
+    /* An event that fails before it starts calls back on the calling thread, before mcm_run_event returns. */
+    CHECK(refused.calls == 1 && refused.status == MCM_STATUS_ERROR && pthread_equal(refused.thread, pthread_self()) &&
+              nomodule.calls == 1 && nomodule.status == MCM_STATUS_ERROR,
+          "promises: a refused event calls back at once, on the calling thread", "%d %d", refused.calls, nomodule.calls);
+
+    /* Fragments are copied before mcm_run_event returns: the caller may reuse its buffers at once. */
+    char id[64], cfg[128];
+    strcpy(id, "{\"value\":\"borrowed\"}");
+    strcpy(cfg, "{\"user\":\"original\"}");
+    mcm_fragment fragments[] = {{"container_id", id, strlen(id)}, {"container_config", cfg, strlen(cfg)}};
+    waiter_init(&ok);
+    uint64_t t3 = mcm_run_event(m, "isolator_prepare", fragments, 2, on_result, &ok);
+    memset(cfg, 'x', sizeof cfg - 1);
+    memset(id, 'x', sizeof id - 1);
+    CHECK(t3 != 0 && wait_for(&ok, 10) && ok.status == MCM_STATUS_RESULT && strstr(ok.data, "\"original\""),
+          "promises: fragments are copied before mcm_run_event returns", "%d %s", ok.status, ok.data);
+    /* A command's outcome comes from an engine thread. */
+    CHECK(!pthread_equal(ok.thread, pthread_self()), "promises: an event's callback comes from an engine thread", "");
+    usleep(100 * 1000);
+    CHECK(ok.calls == 1, "promises: exactly one callback per event", "%d", ok.calls);
+    mcm_cancel(m, t3);                 /* finished: ignored */
+    mcm_cancel(m, 0xFFFFFFFFFFFFull);  /* unknown: ignored */
+
+    /* Destroy while a command that ignores SIGTERM runs: the command is stopped (SIGTERM, grace, SIGKILL), its
+       callback comes exactly once before destroy returns, and destroy returns within the grace period (+2 s). */
+    waiter running;
+    waiter_init(&running);
+    mcm_fragment cleanup[] = {fragment("container_id", "{\"value\":\"borrowed\"}")};
+    mcm_run_event(m, "isolator_cleanup", cleanup, 1, on_result, &running);
+    for (int i = 0; i < 100 && access(pid_file, F_OK) != 0; i++) usleep(20 * 1000);
+    usleep(100 * 1000);
+    double start = now_seconds();
+    mcm_module_destroy(m);
+    double took = now_seconds() - start;
+    int calls_at_return = running.calls;
+    CHECK(calls_at_return == 1 && running.status == MCM_STATUS_CANCELLED,
+          "promises: destroy calls back a running event once before it returns", "calls %d status %d",
+          calls_at_return, running.status);
+    CHECK(took < 0.3 + 2.0, "promises: destroy returns within grace_period + 2 s", "%.2f s", took);
+    FILE *f = fopen(pid_file, "r");
+    int pid = 0;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1) pid = 0;
+        fclose(f);
+    }
+    usleep(200 * 1000);
+    CHECK(pid > 0 && kill(pid, 0) != 0, "promises: destroy stops the running command", "pid %d", pid);
+    usleep(200 * 1000);
+    CHECK(running.calls == 1, "promises: no second callback after destroy", "%d", running.calls);
+}
+
+/* `emfile N`: a fresh process runs out of file descriptors, N left free, at its first command. */
+static int check_out_of_fds(int free_fds) {
+    struct rlimit limit = {256, 256};
+    setrlimit(RLIMIT_NOFILE, &limit);
+    const char *keys[] = {"module_name", "temp_dir", "state_dir", "isolator_usage_command",
+                          "isolator_usage_failure_policy"};
+    char state_dir[300];
+    snprintf(state_dir, sizeof state_dir, "%s/state", dir);
+    const char *values[] = {"abi_emfile", dir, state_dir,
+                            script("usage.sh", "#!/bin/sh\necho '{\"cpus_limit\":3}' > \"$2\"\n"), "fail"};
+    char *error = NULL;
+    mcm_module *m = create(MCM_KIND_ISOLATOR, keys, values, 5, &error);
+    if (!m) {
+        printf("not ok - create: %s\n", error ? error : "");
+        return 1;
+    }
+    mcm_fragment id_only[] = {fragment("container_id", container)};
+    waiter w;
+    run(m, "isolator_status", id_only, 1, &w); /* no command: warms up the Swift runtime's threads */
+    wait_for(&w, 10);
+
+    int fillers[300], n = 0, fd;
+    while (n < 300 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0) fillers[n++] = fd;
+    for (int i = 0; i < free_fds && n > 0; i++) close(fillers[--n]);
+    run(m, "isolator_usage", id_only, 1, &w);
+    int answered = wait_for(&w, 20);
+    for (int i = 0; i < n; i++) close(fillers[i]);
+    printf("# first event with %d free fds: status %d: %s\n", free_fds, w.status, w.data);
+    char name[200];
+    snprintf(name, sizeof name, "out of fds (%d free): the event fails with a message or succeeds", free_fds);
+    CHECK(answered && (w.status == MCM_STATUS_RESULT ||
+                       (w.status == MCM_STATUS_ERROR && strstr(w.data, "Too many open files"))),
+          name, "answered %d status %d: %s", answered, w.status, w.data);
+    run(m, "isolator_usage", id_only, 1, &w);
+    snprintf(name, sizeof name, "out of fds (%d free): the next event works once fds are back", free_fds);
+    CHECK(wait_for(&w, 20) && w.status == MCM_STATUS_RESULT && strstr(w.data, "\"cpus_limit\":3"), name, "%d %s",
+          w.status, w.data);
+    mcm_module_destroy(m);
+    return failed == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
     snprintf(dir, sizeof dir, "%s/mcm-abi-check.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 2;
     }
+    if (argc == 3 && strcmp(argv[1], "emfile") == 0) return check_out_of_fds(atoi(argv[2]));
     check_bad_parameters();
     check_hooks();
     check_isolator();
+    check_header_promises();
 
     char command[512];
     snprintf(command, sizeof command, "rm -rf '%s'", dir);

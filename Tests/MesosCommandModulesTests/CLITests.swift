@@ -136,13 +136,65 @@ import Testing
         #expect(runCLI(["run", "isolator_usge", "--manifest", path, "--module", "m"]).status != 0)
     }
 
-    @Test func eventsPrintsEverySampleEnvelope() throws {
+    @Test func eventsPrintsOneJSONDocumentOnStdoutAndTheDescriptionsOnStderr() throws {
+        let one = runCLI(["events", "isolator_update"])
+        #expect(one.status == 0)
+        let envelope = try JSONValue(parsing: one.stdout)
+        #expect(envelope.objectMembers?.map(\.key) == Event.update.envelopeKeys)
+        #expect(one.stderr.contains("# isolator_update — Mesos Isolator::update"))
+        // A script author redirects it to a file and runs a script on it.
+        let script = sandbox.script("update.sh", "#!/bin/sh\ngrep -q resource_limits \"$1\"\n")
+        #expect(shell("'\(cliPath)' events isolator_update > '\(sandbox.path)/in.json' 2>/dev/null && '\(script)' '\(sandbox.path)/in.json' out err") == 0)
+
         let all = runCLI(["events"])
         #expect(all.status == 0)
-        for event in Event.allCases { #expect(all.stdout.contains("# \(event.key) —")) }
-        let one = runCLI(["events", "isolator_update"])
-        let json = one.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") }.joined(separator: "\n")
-        let envelope = try JSONValue(parsing: json)
-        #expect(envelope.objectMembers?.map(\.key) == Event.update.envelopeKeys)
+        let document = try JSONValue(parsing: all.stdout)
+        #expect(document.objectMembers?.map(\.key) == Event.allCases.map(\.key))
+        for event in Event.allCases {
+            #expect(all.stderr.contains("# \(event.key) —"))
+            #expect(document[event.key]?.objectMembers?.map(\.key).allSatisfy(event.envelopeKeys.contains) == true)
+        }
+    }
+
+    @Test func aCommandNamedWithoutASlashLoadsValidatesAndRunsFromPATH() throws {
+        let path = manifest([("module_name", "h"), ("hook_slave_remove_executor_hook_command", "true")],
+                            name: "com_criteo_mesos_CommandHook")
+        let validate = runCLI(["validate", path])
+        #expect(validate.status == 0, "\(validate.stdout)")
+        #expect(validate.stdout.contains("hook_slave_remove_executor_hook → /usr/bin/true"), "\(validate.stdout)")
+        #expect(validate.stdout.contains("note: parameter 'hook_slave_remove_executor_hook_command': 'true' found in PATH: /usr/bin/true"))
+        let run = runCLI(["run", "hook_slave_remove_executor_hook", "--manifest", path, "--module", "h"])
+        #expect(run.status == 0, "\(run.stderr)")
+    }
+
+    @Test func validateWarnsWhenAMasterHookMayBlockTheMasterLong() {
+        let script = sandbox.script("labels.sh", "#!/bin/sh\n")
+        let path = manifest([("module_name", "m"), ("hook_master_launch_task_label_decorator_command", script),
+                             ("hook_master_slave_lost_hook_command", script), ("hook_master_slave_lost_hook_timeout", "2")],
+                            name: "com_criteo_mesos_CommandHook")
+        let result = runCLI(["validate", path])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("warning: parameter 'hook_master_launch_task_label_decorator_timeout': 30s (the default) "
+            + "is long for a master hook: the master runs it on its only actor, so every offer, launch and status update of "
+            + "the cluster waits up to that long for each task; keep it at 5s or less"), "\(result.stdout)")
+        #expect(!result.stdout.contains("hook_master_slave_lost_hook_timeout"))
+    }
+
+    /// `run isolator_recover` with a sample envelope knows none of the live containers: on a state directory an
+    /// operator named (maybe the agent's own), it removes nothing unless told to.
+    @Test func runRecoverNeverDeletesAnOperatorsStateWithoutForce() {
+        let script = sandbox.script("recover.sh", "#!/bin/sh\n")
+        let path = manifest([("module_name", "m"), ("isolator_recover_command", script)])
+        let state = sandbox.mkdir("state")
+        _ = sandbox.mkdir("state/m")
+        sandbox.write(state + "/m/live-container", "{}")
+        let dry = runCLI(["run", "isolator_recover", "--manifest", path, "--module", "m", "--state-dir", state])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(Sandbox.entries(state + "/m") == ["live-container"])
+        #expect(dry.stderr.contains("note: without --force, nothing was removed from \(state)/m; recover would remove the "
+            + "state of 1 container(s) the input does not list: live-container"), "\(dry.stderr)")
+        let forced = runCLI(["run", "isolator_recover", "--manifest", path, "--module", "m", "--state-dir", state, "--force"])
+        #expect(forced.status == 0)
+        #expect(Sandbox.entries(state + "/m").isEmpty)
     }
 }

@@ -186,21 +186,28 @@ import Testing
         // A directory left by a process that no longer exists (pid 2^22 + 1 is above pid_max's default range
         // of live pids here), with a file its command left, and one of a live process (ours).
         let dead = sandbox.mkdir("mesos-command-modules.test.4194305.AbCdEf")
+        chmod(dead, 0o700)
         sandbox.write(dead + "/in.123456", "{}")
+        // A directory of that name that is not private (not made by a module) is not ours to remove.
+        let notPrivate = sandbox.mkdir("mesos-command-modules.test.4194306.AbCdEf")
         let alive = sandbox.mkdir("mesos-command-modules.test.\(getpid()).XyZxYz")
         let other = sandbox.mkdir("mesos-command-modules.other.4194305.AbCdEf")
         let runner = try makeRunner(sandbox)
         #expect(access(dead, F_OK) != 0)
+        #expect(access(notPrivate, F_OK) == 0)
         #expect(access(alive, F_OK) == 0)
         #expect(access(other, F_OK) == 0)  // another module's: not ours to judge
         #expect(runner.temporaryDirectory.hasPrefix(sandbox.path + "/mesos-command-modules.test.\(getpid())."))
     }
 
-    @Test func theTemporaryDirectoryIsRemadeIfRemoved() async throws {
+    @Test func aCommandThatRemovesTheTemporaryDirectoryFailsAndTheNextRunGetsAFreshOne() async throws {
         let runner = try makeRunner(sandbox)
+        let first = runner.temporaryDirectory
         let script = sandbox.script("rmdir.sh", "#!/bin/sh\nrm -rf \"$(dirname \"$1\")\"\n")
-        _ = try await runner.run(script, input: [], timeout: 5, readsOutput: false)
+        let error = await failure(runner, script, timeout: 5)
+        #expect(error?.description == "Command \"\(script)\" left no readable output file: No such file or directory.")
         let ok = sandbox.script("ok.sh", "#!/bin/sh\necho -n '{}' > \"$2\"\n")
         #expect(try await runner.run(ok, input: [], timeout: 5).output == Array("{}".utf8))
+        #expect(runner.temporaryDirectory != first)
     }
 }

@@ -146,11 +146,36 @@ import Testing
     }
 
     @Test func relativeCommandPathsResolveAgainstABaseDirectory() throws {
-        sandbox.script("rel.sh", "#!/bin/sh\n")
+        _ = sandbox.mkdir("scripts")
+        sandbox.script("scripts/rel.sh", "#!/bin/sh\n")
         let configuration = try ModuleConfiguration(
-            kind: .isolator, parameters: [("module_name", "m"), ("isolator_prepare_command", "rel.sh")],
+            kind: .isolator, parameters: [("module_name", "m"), ("isolator_prepare_command", "scripts/rel.sh")],
             baseDirectory: sandbox.path)
-        #expect(configuration.command(for: .prepare)?.path == sandbox.path + "/rel.sh")
+        #expect(configuration.command(for: .prepare)?.path == sandbox.path + "/scripts/rel.sh")
+    }
+
+    @Test func aCommandWithoutASlashIsLookedUpInPATHAtLoadTimeAsExecvpDid() throws {
+        let bin = sandbox.mkdir("bin")
+        sandbox.script("bin/labels-from-path", "#!/bin/sh\n")
+        sandbox.script("bin/not-executable", "#!/bin/sh\n", mode: 0o644)
+        let saved = getenv("PATH").map { String(cString: $0) }
+        setenv("PATH", "\(sandbox.path)/empty:\(bin):/usr/bin:/bin", 1)
+        defer { if let saved { setenv("PATH", saved, 1) } }
+        let configuration = try parse([
+            ("module_name", "m"), ("isolator_prepare_command", "labels-from-path"), ("isolator_usage_command", "true"),
+        ])
+        #expect(configuration.command(for: .prepare)?.path == bin + "/labels-from-path")
+        #expect(configuration.command(for: .usage)?.path == "/usr/bin/true")
+        #expect(configuration.notes.map(\.description) == [
+            "parameter 'isolator_prepare_command': 'labels-from-path' found in PATH: \(bin)/labels-from-path",
+            "parameter 'isolator_usage_command': 'true' found in PATH: /usr/bin/true",
+        ])
+        // Not found, or found only as a file that cannot be executed: an error naming the key and PATH.
+        for name in ["no-such-command-anywhere", "not-executable"] {
+            let error = #expect(throws: ConfigurationError.self) { try parse([("module_name", "m"), ("isolator_prepare_command", name)]) }
+            #expect(error?.description == "module 'm': parameter 'isolator_prepare_command': '\(name)' was not found in PATH "
+                + "(\(sandbox.path)/empty:\(bin):/usr/bin:/bin)")
+        }
     }
 
     @Test func theManifestFormatOfMesos() throws {

@@ -53,6 +53,66 @@ import Testing
         #expect(calls[1].contains(#""pid":1234"#))
     }
 
+    /// SPEC §5: a container the isolator has no state for — it ran before the isolator was enabled (a rollout
+    /// onto a busy agent), or its state file was lost — is never harmed. Its watch must not fail: Mesos destroys
+    /// a container whose watch future fails.
+    @Test func aContainerWithoutStateIsNeverHarmed() async throws {
+        let log = CapturedLog()
+        let ticks = sandbox.path + "/ticks"
+        let watch = sandbox.script("watch.sh", """
+            #!/bin/sh
+            { printf 'isolator_watch '; cat "$1"; echo; } >> \(sandbox.path)/calls.log
+            echo tick >> \(ticks)
+            [ $(wc -l < \(ticks)) -ge 3 ] && echo '{"message":"over","reason":"REASON_CONTAINER_LIMITATION"}' > "$2"
+            exit 0
+            """)
+        let module = try isolator(sandbox, [
+            recording(.recover), recording(.usage, output: #"{"cpus_limit":1}"#), recording(.status, output: "{}"),
+            recording(.update), recording(.cleanup), ("isolator_watch_command", watch), ("isolator_watch_frequence", "0.05"),
+        ], log: log)
+        let running = #"{"value":"running-before-rollout"}"#
+        try await module.recover(states: "[{\"container_id\":\(running),\"pid\":4242}]", orphans: "[]")
+        #expect(module.containers.isEmpty)
+
+        let limitation = try await module.watch(containerID: running)
+        #expect(limitation == #"{"message":"over","reason":"REASON_CONTAINER_LIMITATION"}"#)
+        let usage = try JSONValue(parsing: try await module.usage(containerID: running))
+        #expect(usage["cpus_limit"] == .number("1"))
+        #expect(try await module.status(containerID: running) == "{}")
+        try await module.update(containerID: running, resourceRequests: "[]", resourceLimits: "{}")
+        try await module.cleanup(containerID: running)
+
+        // Every command but cleanup ran, with the container's id and nothing else.
+        let events = calls.map { String($0.prefix { $0 != " " }) }
+        #expect(events == ["isolator_recover", "isolator_watch", "isolator_watch", "isolator_watch", "isolator_usage",
+                           "isolator_status", "isolator_update"])
+        for line in calls.dropFirst() {
+            let envelope = try JSONValue(parsing: String(line.drop { $0 != " " }.dropFirst()))
+            #expect(envelope["container_id"] == (try JSONValue(parsing: running)))
+            #expect(envelope["container_config"] == nil)
+        }
+        // One warning for the container, not one per event.
+        let warnings = log.all.filter { $0.contains("No state for this container") }
+        #expect(warnings.count == 1)
+        #expect(warnings.first?.contains("[TASK=running-before-rollout, METHOD=watch]") == true)
+        #expect(log.contains("Missing container info during cleanup of mesos-command-module, won't call command."))
+    }
+
+    @Test func aStateFileLostWhileTheContainerRunsDoesNotFailItsWatchAfterARestart() async throws {
+        let watch = sandbox.script("watch.sh", "#!/bin/sh\nexit 0\n")
+        let parameters = [recording(.prepare), ("isolator_watch_command", watch), ("isolator_watch_frequence", "0.05")]
+        let before = try isolator(sandbox, parameters)
+        _ = try await before.prepare(containerID: cid("lost"), containerConfig: "{}")
+        #expect(unlink(before.stateDirectory + "/lost") == 0)
+        let after = try isolator(sandbox, parameters)
+        try await after.recover(states: #"[{"container_id":{"value":"lost"},"pid":1}]"#, orphans: "[]")
+        let watching = Task { try await after.watch(containerID: cid("lost")) }
+        try await Task.sleep(for: .milliseconds(300))
+        // Still watching, not failed; cleanup ends it without running a command.
+        try await after.cleanup(containerID: cid("lost"))
+        #expect(try await watching.value == nil)
+    }
+
     @Test func aSecondPrepareOfTheSameContainerFails() async throws {
         let module = try isolator(sandbox, [recording(.prepare)])
         _ = try await module.prepare(containerID: cid("twice"), containerConfig: "{}")
@@ -127,8 +187,8 @@ import Testing
         #expect(try await module.watchOnce(containerID: id) == nil)
     }
 
-    @Test func statusOfAnUnknownContainerIsEmptyWithoutRunningTheCommand() async throws {
-        let module = try isolator(sandbox, [recording(.status, output: #"{"executor_pid":7}"#)])
+    @Test func statusWithoutACommandIsEmpty() async throws {
+        let module = try isolator(sandbox, [recording(.usage)])
         #expect(try await module.status(containerID: cid("stranger")) == "{}")
         #expect(calls.isEmpty)
     }
@@ -147,9 +207,6 @@ import Testing
         try module.adopt(containerID: cid("u"), containerConfig: "{}")
         let usage = try JSONValue(parsing: try await module.usage(containerID: cid("u")))
         #expect(usage.objectMembers?.map(\.key) == ["timestamp"])
-        // An unknown container fails, as in the seed.
-        let error = await thrownError { try await module.usage(containerID: cid("nobody")) } as? EventError
-        #expect(error?.message == "mesos-command-module is not initialized for current container")
     }
 
     @Test func prepareFailsWithTheCommandAndPolicyFail() async throws {

@@ -8,22 +8,33 @@
 extern "C" {
 #endif
 
-/// Starts `path` with `argv` (NULL-terminated) and the agent's environment, in a process group of its own,
+/// Starts `path` with `argv` (NULL-terminated) and the process's environment plus `extra_env` (NAME=value
+/// entries, NULL-terminated, may be NULL; they replace same-named variables) in a process group of its own,
 /// with `stdin_fd`, `stdout_fd` and `stderr_fd` as its fds 0, 1 and 2 and no other fd of the agent, every
-/// signal unblocked and at its default disposition. No shell is involved.
+/// signal unblocked and at its default disposition. No shell is involved (posix_spawn, vfork-fast).
 /// Returns 0 and sets `*pid`, or an errno value (ENOENT, EACCES, ENOEXEC, ...) when the command cannot start.
-int mcm_spawn(const char *path, char *const argv[], int stdin_fd, int stdout_fd, int stderr_fd, pid_t *pid);
+int mcm_spawn(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
+              int stderr_fd, pid_t *pid);
+
+/// As mcm_spawn, for a long-lived worker: the child also gets SIGKILL when the thread that started it dies
+/// (PR_SET_PDEATHSIG), so a worker never outlives the agent even if it ignores the end of its stdin. Call it
+/// from a thread that lives as long as the process. Uses fork (posix_spawn cannot set a death signal); the
+/// child makes only async-signal-safe calls before exec.
+int mcm_spawn_worker(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
+                     int stderr_fd, pid_t *pid);
 
 /// pidfd_open(2): a file descriptor that becomes readable when `pid` exits. -1 with errno on failure
 /// (ENOSYS before Linux 5.3).
 int mcm_pidfd_open(pid_t pid);
 
-/// Whether `pid` (our child) has exited, without reaping it: 1 exited, 0 still running, -1 with errno.
+/// Whether `pid` (our child) has exited, without reaping it: 1 exited, 0 still running, -1 with errno (ECHILD:
+/// it is not, or no longer, our child — e.g. SIGCHLD is ignored and the kernel reaped it).
 /// Leaving the zombie in place keeps its pid, and so its process group id, from being reused while we may
 /// still signal that group.
 int mcm_child_exited(pid_t pid);
 
-/// Reaps `pid` and returns its raw wait status in `*status`; 0, or -1 with errno.
+/// Reaps `pid` (blocking) and returns its raw wait status in `*status`; 0, or -1 with errno (ECHILD when the
+/// exit status is lost: SIGCHLD ignored in this process, or somebody else reaped it).
 int mcm_reap(pid_t pid, int *status);
 
 /// Decoding of a raw wait status (the W* macros are not visible to Swift).
@@ -32,15 +43,23 @@ int mcm_wexitstatus(int status);
 int mcm_wifsignaled(int status);
 int mcm_wtermsig(int status);
 
-/// pipe2(fds, O_CLOEXEC), with O_NONBLOCK on the read end only (the command's end stays blocking).
-int mcm_pipe_for_console(int fds[2]);
+/// pipe2(fds, O_CLOEXEC), with O_NONBLOCK on the end this process keeps: the read end when `our_end` is 0,
+/// the write end when it is 1. The command's end stays blocking.
+int mcm_pipe(int fds[2], int our_end);
 
-/// mkostemp(template, O_CLOEXEC): creates a 0600 file; -1 with errno on failure.
-int mcm_mkstemp_cloexec(char *template_path);
+/// openat(dir_fd, name, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0600): a new private file.
+int mcm_create_file_at(int dir_fd, const char *name);
+
+/// openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC): never blocks, even on a FIFO.
+int mcm_open_read_at(int dir_fd, const char *name);
+
+/// open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC).
+int mcm_open_directory(const char *path);
 
 /// epoll, with the 64-bit user data as the only payload (struct epoll_event is packed on x86-64).
 int mcm_epoll_create(void);
-int mcm_epoll_add(int epoll_fd, int fd, uint64_t data);
+/// Registers `fd` for reading (`writable` 0) or writing (`writable` 1).
+int mcm_epoll_add(int epoll_fd, int fd, uint64_t data, int writable);
 int mcm_epoll_remove(int epoll_fd, int fd);
 /// Waits up to `timeout_ms` (-1: forever); fills `data` with up to `capacity` ready entries' user data.
 int mcm_epoll_wait(int epoll_fd, uint64_t *data, int capacity, int timeout_ms);

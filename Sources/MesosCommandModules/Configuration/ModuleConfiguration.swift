@@ -50,6 +50,9 @@ public struct ModuleConfiguration: Sendable {
     public var maxInFlight: Int
     /// Problems that do not stop the module from loading (e.g. a key of the other module kind).
     public var warnings: [ConfigurationIssue]
+    /// What the module decided from its parameters and an operator may want to read in the log (e.g. the path
+    /// a command found in PATH).
+    public var notes: [ConfigurationIssue]
 
     /// A configuration with defaults and the given commands, for code that does not start from a manifest.
     public init(kind: ModuleKind, moduleName: String, commands: [CommandConfiguration] = [], debug: Bool = false) {
@@ -64,10 +67,23 @@ public struct ModuleConfiguration: Sendable {
         self.outputMaxBytes = Self.defaultOutputMaxBytes
         self.maxInFlight = Self.defaultMaxInFlight
         self.warnings = []
+        self.notes = []
+    }
+
+    /// Where the private directory of input/output/error files is made when `temp_dir` is not set: as root
+    /// (an agent), `/run/mesos-command-modules` — a root-only directory on a tmpfs, so no other local user can
+    /// create anything beside the module's files, and creating them costs no disk journal (BENCHMARKS.md) —;
+    /// otherwise (the CLI as a user) `$TMPDIR` or `/tmp`.
+    public static var defaultTemporaryDirectory: String {
+        var info = stat()
+        if geteuid() == 0, stat("/run", &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
+            return "/run/mesos-command-modules"
+        }
+        return userTemporaryDirectory
     }
 
     /// `$TMPDIR`, or `/tmp`.
-    public static var defaultTemporaryDirectory: String {
+    public static var userTemporaryDirectory: String {
         if let dir = getenv("TMPDIR"), dir.pointee != 0 { return String(cString: dir) }
         return "/tmp"
     }

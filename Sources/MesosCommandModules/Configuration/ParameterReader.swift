@@ -8,6 +8,7 @@ struct ParameterReader {
     let baseDirectory: String?
     var errors: [ConfigurationIssue] = []
     var warnings: [ConfigurationIssue] = []
+    var notes: [ConfigurationIssue] = []
 
     static let commandSuffixes = ["_command", "_timeout", "_failure_policy"]
     static let globalKeys = [
@@ -58,9 +59,13 @@ struct ParameterReader {
         configuration.outputMaxBytes = count("output_max_bytes") ?? ModuleConfiguration.defaultOutputMaxBytes
         configuration.maxInFlight = count("max_in_flight") ?? ModuleConfiguration.defaultMaxInFlight
         for event in Event.allCases where event.kind == kind {
-            if let command = command(event) { configuration.commands[event] = command }
+            if let command = command(event) {
+                configuration.commands[event] = command
+                warnIfBlockingTheMaster(command)
+            }
         }
         configuration.warnings = warnings
+        configuration.notes = notes
         return configuration
     }
 
@@ -85,6 +90,20 @@ struct ParameterReader {
                         key: key, message: "applies to \(otherKind.rawValue) modules only; a \(kind.rawValue) module ignores it"))
             }
         }
+    }
+
+    /// The master calls its hooks on its one actor: while a master hook's command runs, the whole master —
+    /// offers, launches, status updates of the cluster — waits, for each task it launches.
+    static let masterHookTimeoutWarning = 5.0
+
+    mutating func warnIfBlockingTheMaster(_ command: CommandConfiguration) {
+        guard command.event.blocksTheMaster, command.timeout > Self.masterHookTimeoutWarning else { return }
+        let given = values[command.event.key + "_timeout"] != nil
+        warnings.append(ConfigurationIssue(
+            key: command.event.key + "_timeout",
+            message: "\(CommandError.seconds(command.timeout))\(given ? "" : " (the default)") is long for a master hook: "
+                + "the master runs it on its only actor, so every offer, launch and status update of the cluster "
+                + "waits up to that long for each task; keep it at \(CommandError.seconds(Self.masterHookTimeoutWarning)) or less"))
     }
 
     /// The known key closest to a misspelled one, if it is close enough to be a typo.
@@ -165,12 +184,24 @@ struct ParameterReader {
         }
         // An empty command is "not handled", as in the seed.
         guard let given = values[commandKey], !given.isEmpty else { return nil }
-        let path = resolve(given)
+        guard let path = resolve(given, key: commandKey) else { return nil }
         if let problem = ExecutableCheck.problem(with: path) { error(commandKey, "'\(given)' \(problem)") }
         return CommandConfiguration(event: event, path: path, timeout: timeout, failurePolicy: policy)
     }
 
-    func resolve(_ path: String) -> String {
+    /// A command without a `/` is looked up in PATH now, once, as the C++ module's execvpe did per run;
+    /// a relative path with a `/` is resolved against `baseDirectory` (the CLI: the manifest's directory).
+    mutating func resolve(_ path: String, key: String) -> String? {
+        if !path.contains("/") {
+            switch ExecutableCheck.lookUp(path) {
+            case .found(let resolved):
+                notes.append(ConfigurationIssue(key: key, message: "'\(path)' found in PATH: \(resolved)"))
+                return resolved
+            case .notFound(let searched):
+                error(key, "'\(path)' was not found in PATH (\(searched))")
+                return nil
+            }
+        }
         guard !path.hasPrefix("/"), let baseDirectory else { return path }
         return baseDirectory.hasSuffix("/") ? baseDirectory + path : baseDirectory + "/" + path
     }
@@ -178,6 +209,22 @@ struct ParameterReader {
 
 /// Whether a path names a file the agent can execute.
 enum ExecutableCheck {
+    enum LookUp {
+        case found(String)
+        case notFound(searched: String)
+    }
+
+    /// The first executable regular file named `name` in the directories of `PATH` (execvp's default,
+    /// `/bin:/usr/bin`, when PATH is unset; an empty entry is the working directory, as for execvp).
+    static func lookUp(_ name: String) -> LookUp {
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/bin:/usr/bin"
+        for directory in path.split(separator: ":", omittingEmptySubsequences: false) {
+            let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + name
+            if problem(with: candidate) == nil { return .found(candidate) }
+        }
+        return .notFound(searched: path)
+    }
+
     /// Why `path` cannot be run, or nil if it can.
     static func problem(with path: String) -> String? {
         var info = stat()

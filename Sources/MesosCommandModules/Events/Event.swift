@@ -124,6 +124,11 @@ public enum Event: String, Sendable, CaseIterable, Hashable {
         }
     }
 
+    /// Whether Mesos' master calls it (on its one actor, which waits for the command).
+    public var blocksTheMaster: Bool {
+        self == .masterLaunchTaskLabelDecorator || self == .masterLaunchTaskResourceDecorator || self == .masterSlaveLostHook
+    }
+
     /// Whether the event concerns one container whose `container_config` the isolator remembers.
     public var isPerContainer: Bool { kind == .isolator && self != .recover }
 }

@@ -16,16 +16,22 @@ struct EventRunner: Sendable {
     let runner: CommandRunner
     let logger: Logger
     let metrics: ModuleMetrics
-    let limiter: InFlightLimiter
+    /// `max_in_flight`: the command slots of the module.
+    let slots: FairPool<Void>
+
+    /// How many lines of a command's stdout/stderr reach the log per run, and how long each may be: the rest
+    /// is counted, not logged, so that a chatty script cannot flood the agent's log.
+    static let consoleLinesLogged = 100
+    static let consoleLineLength = 2000
 
     init(configuration: ModuleConfiguration, logger: Logger) throws(CommandError.Setup) {
         self.configuration = configuration
         self.runner = try CommandRunner(
             temporaryDirectory: configuration.temporaryDirectory, moduleName: configuration.moduleName,
-            gracePeriod: configuration.gracePeriod, outputMaxBytes: configuration.outputMaxBytes)
+            gracePeriod: configuration.gracePeriod, outputMaxBytes: configuration.outputMaxBytes, logger: logger)
         self.logger = logger
         self.metrics = ModuleMetrics()
-        self.limiter = InFlightLimiter(limit: configuration.maxInFlight)
+        self.slots = FairPool(items: Array(repeating: (), count: configuration.maxInFlight))
     }
 
     func log(_ event: Event, _ subject: String) -> EventLog { EventLog(logger: logger, event: event, subject: subject) }
@@ -37,31 +43,27 @@ struct EventRunner: Sendable {
     {
         let event = command.event
         let log = log(event, subject)
+        // The event's whole life counts against its timeout, waiting for a slot included.
+        let deadline = Deadline(seconds: command.timeout)
         let input = envelope.jsonText
         if configuration.debug {
             log.info("Calling command \"\(command.path)\" (timeout \(CommandError.seconds(command.timeout))) with input \(input)")
         }
         let start = ContinuousClock.now
-        let result: Result<CommandRun, CommandError>
-        do {
-            let run = try await limiter.withSlot { () async throws -> CommandRun in
-                try await runner.run(
-                    command.path, input: Array(input.utf8), timeout: command.timeout,
-                    readsOutput: event.output != .none)
-            }
-            result = .success(run)
-        } catch let error as CommandError {
-            result = .failure(error)
-        } catch {
-            result = .failure(CommandError(command: command.path, code: .cancelled))
-        }
+        let result = await execute(command, input: Array(input.utf8), deadline: deadline)
         let seconds = (ContinuousClock.now - start).seconds
+
+        let console: String
+        switch result {
+        case .success(let run): console = run.console
+        case .failure(let error): console = error.console
+        }
+        logConsole(console, of: command, log)
 
         let outcome: Result<CommandOutput, CommandError> = result.flatMap { run in
             if configuration.debug {
                 log.info("Command \"\(command.path)\" succeeded in \(milliseconds(seconds)) with output "
-                    + "\(String(decoding: run.output, as: UTF8.self))"
-                    + (run.console.isEmpty ? "" : "; console: \(run.console)"))
+                    + "\(String(decoding: run.output, as: UTF8.self))")
             }
             return interpret(run.output, for: event, command: command.path)
         }
@@ -75,11 +77,61 @@ struct EventRunner: Sendable {
             return output
         case .failure(let error):
             let cancelled = error.code == .cancelled
-            if !cancelled { metrics.record(event, seconds: seconds, failed: true, timedOut: error.isTimeout) }
             if !cancelled {
+                metrics.record(event, seconds: seconds, failed: true, timedOut: error.isTimeout)
                 log.error(error.description + (error.console.isEmpty ? "" : " Console output: \(error.console)"))
             }
             throw EventError(event, subject: subject, command: error)
+        }
+    }
+
+    /// Runs the command in a slot of `max_in_flight`, the wait for the slot counting against the deadline.
+    private func execute(_ command: CommandConfiguration, input: [UInt8], deadline: Deadline) async
+        -> Result<CommandRun, CommandError>
+    {
+        do {
+            try await slots.acquire(until: deadline)
+        } catch {
+            switch error {
+            case .timedOut:
+                return .failure(CommandError(command: command.path, code: .timedOutWaiting(
+                    timeout: command.timeout,
+                    waitingFor: "one of the module's max_in_flight=\(configuration.maxInFlight) command slots")))
+            case .cancelled:
+                return .failure(CommandError(command: command.path, code: .cancelled))
+            case .system(let failure):
+                return .failure(CommandError(command: command.path, code: .setup("\(failure)")))
+            }
+        }
+        defer { slots.release(()) }
+        do {
+            return .success(try await runner.run(
+                command.path, input: input, deadline: deadline, readsOutput: command.event.output != .none,
+                environment: ["MESOS_COMMAND_MODULES_EVENT=\(command.event.key)"]))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Each line the command wrote on stdout or stderr, in the agent's log with the event's prefix, as the
+    /// C++ module's commands wrote into the agent's own output (bounded per run).
+    func logConsole(_ console: String, of command: CommandConfiguration, _ log: EventLog) {
+        guard !console.isEmpty else { return }
+        let name = command.path.split(separator: "/").last.map(String.init) ?? command.path
+        var logged = 0
+        var skipped = 0
+        for line in console.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.isEmpty { continue }
+            guard logged < Self.consoleLinesLogged else {
+                skipped += 1
+                continue
+            }
+            logged += 1
+            let text = line.count > Self.consoleLineLength ? line.prefix(Self.consoleLineLength) + "…" : line
+            log.info("\(name): \(text)")
+        }
+        if skipped > 0 {
+            log.info("\(name): … \(skipped) more line(s) of output not logged")
         }
     }
 

@@ -21,6 +21,8 @@ public final class IsolatorModule: CommandModule {
     private let locks = ContainerLocks()
     /// The running watch loop of each container, cancelled by `cleanup`.
     private let watches = Mutex<[ContainerID: Task<String?, any Error>]>([:])
+    /// Containers without state that were already warned about (one warning per container).
+    private let warnedWithoutState = Mutex<Set<ContainerID>>([])
 
     public init(configuration: ModuleConfiguration, logger: Logger) throws(ModuleError) {
         precondition(configuration.kind == .isolator, "an isolator module needs an isolator configuration")
@@ -43,7 +45,14 @@ public final class IsolatorModule: CommandModule {
     /// will clean up; a missing or corrupt file is logged and skipped, never fatal. Files of containers Mesos
     /// no longer knows, and temporary files of an interrupted write, are removed. Then runs the recover
     /// command, whose failure is only logged by default.
-    public func recover(states: String, orphans: String) async throws(EventError) {
+    ///
+    /// - Parameter removeUnknownStateFiles: false leaves the files of containers Mesos no longer knows in place
+    ///   and only reports them (the CLI, on a directory an operator named).
+    /// - Returns: the state files of containers Mesos no longer knows (removed, unless asked not to).
+    @discardableResult
+    public func recover(states: String, orphans: String, removeUnknownStateFiles: Bool = true) async throws(EventError)
+        -> [String]
+    {
         let log = events.log(.recover, "-")
         var known: [String: ContainerID] = [:]
         for list in [states, orphans] {
@@ -62,18 +71,24 @@ public final class IsolatorModule: CommandModule {
                 log.error("Cannot restore the state of container \(id): \(error)")
             }
         }
-        for name in store.fileNames() where known[name] == nil {
-            store.removeFile(named: name)
-            if name.hasPrefix(".") {
-                log.warning("Removed '\(store.directory)/\(name)', left by an interrupted write")
+        var unknown: [String] = []
+        for name in store.fileNames().sorted() where known[name] == nil {
+            unknown.append(name)
+            let what = name.hasPrefix(".")
+                ? "'\(store.directory)/\(name)', left by an interrupted write"
+                : "the state of container '\(name)', which Mesos no longer knows"
+            if removeUnknownStateFiles {
+                store.removeFile(named: name)
+                log.warning("Removed \(what)")
             } else {
-                log.warning("Removed the state of container '\(name)', which Mesos no longer knows")
+                log.warning("Would remove \(what) (left in place)")
             }
         }
         var envelope = Envelope()
         envelope.set("states", json: states)
         envelope.set("orphans", json: orphans)
         _ = try await runCommand(.recover, envelope, subject: "-")
+        return unknown
     }
 
     /// `prepare`: remembers and persists the container's config, then runs the prepare command.
@@ -121,9 +136,7 @@ public final class IsolatorModule: CommandModule {
     public func watch(containerID: String) async throws(EventError) -> String? {
         let id = try parseID(containerID, .watch)
         guard configuration.command(for: .watch) != nil else { return nil }
-        guard store.record(id) != nil else {
-            throw EventError(.watch, subject: id.description, refused: Self.notInitialized)
-        }
+        warnIfWithoutState(id, .watch)
         let loop = Task { () async throws -> String? in try await self.watchLoop(id) }
         watches.withLock { $0[id]?.cancel(); $0[id] = loop }
         let result = await withTaskCancellationHandler {
@@ -139,15 +152,14 @@ public final class IsolatorModule: CommandModule {
         }
     }
 
+    /// Runs the watch command until it writes a limitation; `cleanup` or a discarded watch cancels it. A
+    /// container without state is watched with its container_id only: a failed watch makes Mesos destroy the
+    /// container, so missing state must never fail it (SPEC §5).
     private func watchLoop(_ id: ContainerID) async throws -> String? {
-        let log = events.log(.watch, id.description)
         while !Task.isCancelled {
-            guard let record = store.record(id) else {
-                log.info("Terminating watch loop: the container was cleaned up")
-                return nil
-            }
             do {
-                if let limitation = try await runCommand(.watch, envelope(id, record), subject: id.description).value {
+                let envelope = envelope(id, store.record(id))
+                if let limitation = try await runCommand(.watch, envelope, subject: id.description).value {
                     return limitation.jsonText
                 }
             } catch {
@@ -162,6 +174,7 @@ public final class IsolatorModule: CommandModule {
     /// `update`: runs the update command with the new resource requests and limits.
     public func update(containerID: String, resourceRequests: String, resourceLimits: String) async throws(EventError) {
         let id = try parseID(containerID, .update)
+        warnIfWithoutState(id, .update)
         var envelope = envelope(id, store.record(id), idJSON: containerID)
         envelope.set("resource_requests", json: resourceRequests)
         envelope.set("resource_limits", json: resourceLimits)
@@ -175,21 +188,22 @@ public final class IsolatorModule: CommandModule {
         let id = try parseID(containerID, .usage)
         let now = Self.now()
         guard configuration.command(for: .usage) != nil else { return Self.timestampOnly(now) }
-        guard let record = store.record(id) else {
-            throw EventError(.usage, subject: id.description, refused: Self.notInitialized)
-        }
-        guard let statistics = try await runCommand(.usage, envelope(id, record), subject: id.description).value else {
+        warnIfWithoutState(id, .usage)
+        let envelope = envelope(id, store.record(id), idJSON: containerID)
+        guard let statistics = try await runCommand(.usage, envelope, subject: id.description).value else {
             return Self.timestampOnly(now)
         }
         return statistics.jsonText
     }
 
-    /// `status`: the ContainerStatus the command writes; `{}` without a command, for a container this isolator
-    /// does not know, for an empty output, or a failure whose policy is `ignore` (the default).
+    /// `status`: the ContainerStatus the command writes; `{}` without a command, for an empty output, or a
+    /// failure whose policy is `ignore` (the default).
     public func status(containerID: String) async throws(EventError) -> String {
         let id = try parseID(containerID, .status)
-        guard let record = store.record(id) else { return "{}" }
-        return try await runCommand(.status, envelope(id, record), subject: id.description).value?.jsonText ?? "{}"
+        guard configuration.command(for: .status) != nil else { return "{}" }
+        warnIfWithoutState(id, .status)
+        let envelope = envelope(id, store.record(id), idJSON: containerID)
+        return try await runCommand(.status, envelope, subject: id.description).value?.jsonText ?? "{}"
     }
 
     /// `cleanup`: stops the container's watch, runs the cleanup command with the remembered config and forgets
@@ -197,6 +211,7 @@ public final class IsolatorModule: CommandModule {
     public func cleanup(containerID: String) async throws(EventError) {
         let id = try parseID(containerID, .cleanup)
         watches.withLock { $0.removeValue(forKey: id)?.cancel() }
+        _ = warnedWithoutState.withLock { $0.remove(id) }
         try await locks.withLock(id) { () async throws(EventError) in try await cleanupLocked(id) }
     }
 
@@ -222,10 +237,10 @@ public final class IsolatorModule: CommandModule {
     /// again after `isolator_watch_frequence` seconds) or no command.
     public func watchOnce(containerID: String) async throws(EventError) -> String? {
         let id = try parseID(containerID, .watch)
-        guard let record = store.record(id) else {
-            throw EventError(.watch, subject: id.description, refused: Self.notInitialized)
-        }
-        return try await runCommand(.watch, envelope(id, record), subject: id.description).value?.jsonText
+        guard configuration.command(for: .watch) != nil else { return nil }
+        warnIfWithoutState(id, .watch)
+        return try await runCommand(.watch, envelope(id, store.record(id), idJSON: containerID), subject: id.description)
+            .value?.jsonText
     }
 
     /// Loads one container's state from its file, as `recover` would. Returns false when there is no file.
@@ -294,8 +309,15 @@ public final class IsolatorModule: CommandModule {
         return envelope
     }
 
-    /// The seed's refusal for an event about a container it never prepared.
-    static let notInitialized = "mesos-command-module is not initialized for current container"
+    /// Warns once per container that an event runs without the container's state: it ran before the isolator
+    /// was enabled (a rollout onto a busy agent), or its state file was lost. The container is not harmed.
+    private func warnIfWithoutState(_ id: ContainerID, _ event: Event) {
+        guard store.record(id) == nil, configuration.command(for: event) != nil else { return }
+        guard warnedWithoutState.withLock({ $0.insert(id).inserted }) else { return }
+        events.log(event, id.description).warning(
+            "No state for this container (it started before the isolator was enabled, or its state file was lost): "
+                + "its commands run with container_id only, and cleanup will not run the cleanup command")
+    }
 
     static func now() -> Double {
         var ts = timespec()

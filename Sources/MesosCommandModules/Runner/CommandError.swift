@@ -9,6 +9,17 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
         case signaled(signal: Int32)
         /// Stopped after `timeout` seconds.
         case timedOut(timeout: Double)
+        /// Never started: `timeout` passed while the event waited for one of `max_in_flight` slots (or, in
+        /// worker mode, for a free worker).
+        case timedOutWaiting(timeout: Double, waitingFor: String)
+        /// The command exited, but its exit status could not be read (the errno of the failed reap): never
+        /// reported as a success.
+        case statusLost(errno: Int32)
+        /// The command started but the engine could not watch it (the errno of epoll_ctl); it was killed.
+        case cannotWatch(errno: Int32)
+        /// The private temporary directory was removed or replaced while the command ran: what the command
+        /// wrote is not where the engine reads it.
+        case temporaryDirectoryReplaced(path: String, reason: String)
         /// The event was cancelled (a watch whose container went away) and the command stopped.
         case cancelled
         /// The output file is larger than `output_max_bytes`.
@@ -21,6 +32,12 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
         case invalidOutput(message: String, issues: [SchemaIssue])
         /// The engine could not prepare the run (temporary files, pipes).
         case setup(String)
+        /// A worker answered the event with an error (worker mode's non-zero exit).
+        case workerAnsweredError(cause: String)
+        /// A worker broke the protocol or died while serving the event: what it did. The worker is restarted.
+        case workerBroke(String)
+        /// The worker failed repeatedly and is not restarted before `retryIn` seconds; its last failure.
+        case workerBackingOff(retryIn: Double, lastFailure: String)
     }
 
     /// The command's path.
@@ -39,8 +56,10 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
     }
 
     public var isTimeout: Bool {
-        if case .timedOut = code { return true }
-        return false
+        switch code {
+        case .timedOut, .timedOutWaiting: return true
+        default: return false
+        }
     }
 
     public var description: String {
@@ -53,6 +72,18 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
             return "\(quoted) exited via signal \(signal).\(causeSuffix)"
         case .timedOut(let timeout):
             return "\(quoted) took too long to execute. Timeout: \(Self.seconds(timeout))."
+        case .timedOutWaiting(let timeout, let waitingFor):
+            return "\(quoted) took too long to execute. Timeout: \(Self.seconds(timeout)) (it never started: the "
+                + "event waited all that time for \(waitingFor))."
+        case .statusLost(let errno):
+            return "\(quoted) ended but its exit status was lost (waitpid: \(SystemError.describe(errno)); is SIGCHLD "
+                + "ignored in this process?): it is not reported as a success."
+        case .cannotWatch(let errno):
+            return "\(quoted) was started but the engine could not watch it (epoll_ctl: \(SystemError.describe(errno))); "
+                + "it was killed."
+        case .temporaryDirectoryReplaced(let path, let reason):
+            return "\(quoted) ran, but its private temporary directory '\(path)' was replaced meanwhile (\(reason)): "
+                + "its output cannot be trusted."
         case .cancelled:
             return "\(quoted) was stopped: the event was cancelled."
         case .cannotStart(let errno):
@@ -69,6 +100,13 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
             return "\(quoted) wrote an invalid \(message): " + errors.joined(separator: "; ") + "."
         case .setup(let reason):
             return "\(quoted) could not be run: \(reason)."
+        case .workerAnsweredError(let cause):
+            return "\(quoted) failed. Cause: \(cause)"
+        case .workerBroke(let what):
+            return "\(quoted) (worker) \(what)."
+        case .workerBackingOff(let retryIn, let lastFailure):
+            return "\(quoted) (worker) is not restarted yet after repeated failures (next try in "
+                + "\(Self.seconds((retryIn * 10).rounded(.up) / 10))); last failure: \(lastFailure)"
         }
     }
 

@@ -1,5 +1,6 @@
 import CMesosCommandSpawn
 import Glibc
+import Logging
 
 /// What a successful command run produced.
 public struct CommandRun: Sendable {
@@ -12,8 +13,8 @@ public struct CommandRun: Sendable {
 }
 
 /// Runs one command the way SPEC §3 says: argv `[command, inputFile, outputFile, errorFile]`, stdin = the input
-/// file, no shell, its own process group, no fd of the agent beyond 0/1/2, a timeout that stops the whole group,
-/// and every temporary file removed afterwards.
+/// file, no shell, its own process group, no fd of the agent beyond 0/1/2, a deadline that stops the whole
+/// group, and every temporary file removed afterwards.
 ///
 /// A direct `posix_spawn` rather than swift-subprocess: measured here, swift-subprocess 1.0.2 cost ~2× the bare
 /// spawn per event, its teardown stopped once the leader had exited (a grandchild ignoring SIGTERM survived),
@@ -29,10 +30,11 @@ public struct CommandRunner: Sendable {
     public let outputMaxBytes: Int
 
     /// A runner whose private temporary directory is made under `temporaryDirectory`.
-    public init(temporaryDirectory: String, moduleName: String, gracePeriod: Double, outputMaxBytes: Int)
+    public init(temporaryDirectory: String, moduleName: String, gracePeriod: Double, outputMaxBytes: Int,
+                logger: Logger = Logger(label: "mesos-command-modules") { _ in SwiftLogNoOpLogHandler() })
         throws(CommandError.Setup)
     {
-        temporaryArea = try TemporaryArea(parent: temporaryDirectory, moduleName: moduleName)
+        temporaryArea = try TemporaryArea(parent: temporaryDirectory, moduleName: moduleName, logger: logger)
         self.gracePeriod = gracePeriod
         self.outputMaxBytes = outputMaxBytes
     }
@@ -42,30 +44,47 @@ public struct CommandRunner: Sendable {
 
     /// Runs `path` with `input` as its input file, and returns its output file when it exits 0.
     ///
-    /// - Parameter readsOutput: false for events that take no output: the output file is then not read.
+    /// - Parameters:
+    ///   - timeout: seconds from now before the command's group gets SIGTERM.
+    ///   - readsOutput: false for events that take no output: the output file is then not read.
     /// - Throws: ``CommandError`` for every way the run can fail. Cancelling the task stops the command
     ///   (SIGTERM to its group, SIGKILL after the grace period) and throws `.cancelled`.
     public func run(_ path: String, input: [UInt8], timeout: Double, readsOutput: Bool = true) async throws(CommandError)
         -> CommandRun
     {
+        try await run(
+            path, input: input, deadline: Deadline(seconds: timeout), readsOutput: readsOutput, environment: [])
+    }
+
+    /// Runs `path` until `deadline` (the event's, which may have started before: time spent waiting for a
+    /// slot counts). `environment` entries (`NAME=value`) are added to the agent's environment.
+    func run(_ path: String, input: [UInt8], deadline: Deadline, readsOutput: Bool, environment: [String])
+        async throws(CommandError) -> CommandRun
+    {
+        let loop: EventLoop
         let files: TemporaryArea.Files
         do {
+            loop = try EventLoop.shared()
             files = try temporaryArea.makeFiles(input: input)
+        } catch let failure as SystemFailure {
+            throw CommandError(command: path, code: .setup("cannot start the engine's event loop: \(failure)"))
+        } catch let failure as CommandError.Setup {
+            throw CommandError(command: path, code: .setup(failure.reason))
         } catch {
-            throw CommandError(command: path, code: .setup(error.reason))
+            throw CommandError(command: path, code: .setup("\(error)"))
         }
         defer { temporaryArea.remove(files) }
 
         var pipeFDs: [Int32] = [-1, -1]
-        guard mcm_pipe_for_console(&pipeFDs) == 0 else {
+        guard mcm_pipe(&pipeFDs, 0) == 0 else {
             throw CommandError(command: path, code: .setup("cannot create a pipe: \(SystemError.describe(errno))"))
         }
 
         let start = ContinuousClock.now
         var pid: pid_t = 0
         let spawnError = withCStringArray([path, files.input, files.output, files.error]) { argv in
-            argv.withUnsafeBufferPointer { argvPointer in
-                mcm_spawn(path, argvPointer.baseAddress, files.inputFD, pipeFDs[1], pipeFDs[1], &pid)
+            withCStringArray(environment) { extra in
+                mcm_spawn(path, argv, extra, files.inputFD, pipeFDs[1], pipeFDs[1], &pid)
             }
         }
         close(pipeFDs[1])
@@ -74,54 +93,87 @@ public struct CommandRunner: Sendable {
             throw CommandError(command: path, code: .cannotStart(errno: spawnError))
         }
 
-        let pidFD = mcm_pidfd_open(pid)
-        let monitor = ChildMonitor.shared
-        let (token, box) = monitor.watch(
-            pid, pidFD: pidFD, consoleFD: pipeFDs[0], consoleLimit: Self.consoleLimit, timeout: timeout,
-            gracePeriod: gracePeriod)
+        let id = loop.makeClientID()
+        let completion = Completion<ChildExit>()
+        let child = ExecChild(
+            id: id, pid: pid, consoleFD: pipeFDs[0], consoleLimit: Self.consoleLimit, deadline: deadline.nanoseconds,
+            gracePeriod: gracePeriod, completion: completion)
+        let handover = UncheckedSendable(child)
+        loop.execute { loop in handover.value.start(on: loop) }
         let exit = await withTaskCancellationHandler {
-            await box.value
+            await completion.value
         } onCancel: {
-            monitor.cancel(token)
+            loop.execute { loop in (loop.client(id) as? ExecChild)?.cancel(on: loop) }
         }
         let duration = ContinuousClock.now - start
 
         var console = String(decoding: exit.console, as: UTF8.self)
         if exit.consoleDropped > 0 { console += "… (\(exit.consoleDropped) more bytes dropped)" }
+        func failure(_ code: CommandError.Code, cause: String = "") -> CommandError {
+            CommandError(command: path, code: code, cause: cause, console: console)
+        }
 
-        switch exit.stop {
-        case .timedOut: throw CommandError(command: path, code: .timedOut(timeout: timeout), console: console)
-        case .cancelled: throw CommandError(command: path, code: .cancelled, console: console)
-        case nil: break
+        let status: Int32
+        switch exit.ending {
+        case .timedOut: throw failure(.timedOut(timeout: deadline.timeout))
+        case .cancelled: throw failure(.cancelled)
+        case .cannotWatch(let code): throw failure(.cannotWatch(errno: code))
+        case .statusLost(let code): throw failure(.statusLost(errno: code))
+        case .exited(let raw): status = raw
         }
-        if mcm_wifsignaled(exit.status) != 0 {
-            throw CommandError(
-                command: path, code: .signaled(signal: mcm_wtermsig(exit.status)), cause: readCause(files.error),
-                console: console)
+        if mcm_wifsignaled(status) != 0 {
+            throw failure(.signaled(signal: mcm_wtermsig(status)), cause: readCause(files))
         }
-        let status = mcm_wexitstatus(exit.status)
-        if status != 0 {
-            throw CommandError(
-                command: path, code: .exited(code: status), cause: readCause(files.error), console: console)
+        let code = mcm_wexitstatus(status)
+        if code != 0 { throw failure(.exited(code: code), cause: readCause(files)) }
+        if let reason = temporaryArea.replacement(files) {
+            throw failure(.temporaryDirectoryReplaced(path: files.directory.path, reason: reason))
         }
         guard readsOutput else { return CommandRun(output: [], console: console, duration: duration) }
-        switch FileIO.read(path: files.output, limit: outputMaxBytes) {
+        let fd = mcm_open_read_at(files.directory.fd, files.names.output)
+        guard fd >= 0 else { throw failure(.outputUnreadable(errno: errno)) }
+        defer { close(fd) }
+        switch FileIO.read(fd: fd, limit: outputMaxBytes) {
         case .bytes(let output):
             return CommandRun(output: output, console: console, duration: duration)
         case .tooLarge(let size):
-            throw CommandError(
-                command: path, code: .outputTooLarge(size: size, limit: outputMaxBytes), console: console)
+            throw failure(.outputTooLarge(size: size, limit: outputMaxBytes))
         case .failed(let code):
-            throw CommandError(command: path, code: .outputUnreadable(errno: code), console: console)
+            throw failure(.outputUnreadable(errno: code))
         }
     }
 
     /// The error file's content as the failure's cause: bounded, trailing white space trimmed, never failing.
-    func readCause(_ path: String) -> String {
-        guard let (bytes, size) = FileIO.readPrefix(path: path, limit: Self.causeLimit) else { return "" }
+    func readCause(_ files: TemporaryArea.Files) -> String {
+        let fd = mcm_open_read_at(files.directory.fd, files.names.error)
+        guard fd >= 0 else { return "" }
+        defer { close(fd) }
+        guard let (bytes, size) = FileIO.readPrefix(fd: fd, limit: Self.causeLimit) else { return "" }
         var text = String(decoding: bytes, as: UTF8.self)
         while let last = text.last, last.isWhitespace { text.removeLast() }
         if size > bytes.count { text += "… (\(size - bytes.count) more bytes)" }
         return text
     }
+}
+
+/// When an event must be answered: its start plus its timeout, on the monotonic clock.
+struct Deadline: Sendable {
+    /// Monotonic nanoseconds.
+    let nanoseconds: UInt64
+    /// The timeout it was made from, for messages.
+    let timeout: Double
+
+    init(seconds timeout: Double, from start: UInt64 = MonotonicClock.now()) {
+        self.timeout = timeout
+        self.nanoseconds = start &+ MonotonicClock.nanoseconds(timeout)
+    }
+
+    var hasPassed: Bool { MonotonicClock.now() >= nanoseconds }
+}
+
+/// Hands a value confined to one thread at a time over to another (here: to the event loop, which then owns
+/// it alone).
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

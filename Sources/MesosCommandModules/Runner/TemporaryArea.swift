@@ -1,115 +1,246 @@
 import CMesosCommandSpawn
 import Glibc
+import Logging
+import Synchronization
 
 /// The private directory (0700) where one module's input, output and error files live (0600), and their life.
 ///
-/// One long-lived directory per module, with `mkostemp` files inside, rather than a directory per event:
-/// measured here, `mkdtemp`+`rmdir` per event cost ~3.2 ms on /tmp, three `mkostemp` ~40 µs — the difference
-/// is most of an event's budget at thousands of events per second.
+/// One long-lived directory per module rather than one per event: measured here, `mkdtemp`+`rmdir` per event
+/// cost ~3.2 ms on /tmp, three file creations ~40 µs — the difference is most of an event's budget.
+///
+/// The module runs as root; the directory's path is handed to commands, so it is trusted only while it is
+/// provably the one the module made (SPEC §3). It is made with `mkdtemp`, kept open (an `O_DIRECTORY` fd that
+/// every file is created, read and removed through), and before and after each run its path must still name
+/// that same inode, owned by us, mode 0700. If it vanished (a tmp cleaner, an operator's `rm`) or changed, a
+/// fresh directory with a new random name is made and the change is logged — never a path that someone else
+/// could have re-created.
 final class TemporaryArea: Sendable {
-    /// `<temp_dir>/mesos-command-modules.<module_name>.<pid>.XXXXXX`: the pid lets a later agent remove the
-    /// directory of one that crashed.
-    let directory: String
+    /// One directory the module made: its path, an open fd on it, and its identity.
+    final class Directory: Sendable {
+        let path: String
+        let fd: Int32
+        let device: UInt64
+        let inode: UInt64
 
-    /// The three files of one command run. `inputFD` is open on the input file, at offset 0: it is the
-    /// command's stdin.
-    struct Files {
-        let input: String
-        let output: String
-        let error: String
-        let inputFD: Int32
+        init(path: String, fd: Int32, device: UInt64, inode: UInt64) {
+            self.path = path
+            self.fd = fd
+            self.device = device
+            self.inode = inode
+        }
+
+        deinit { close(fd) }
+
+        enum Trust: Equatable {
+            case trusted
+            /// Nothing is at its path any more.
+            case gone(String)
+            /// Something else is at its path, or it is no longer private.
+            case changed(String)
+        }
+
+        /// Whether `path` still names this directory, owned by us, mode 0700.
+        func trust() -> Trust {
+            var byPath = stat()
+            guard lstat(path, &byPath) == 0 else { return .gone("it is gone (\(SystemError.describe(errno)))") }
+            guard UInt64(byPath.st_dev) == device, UInt64(byPath.st_ino) == inode else {
+                return .changed("another \(Self.kind(byPath)) is at its path now (owner uid \(byPath.st_uid), mode "
+                    + "\(String(byPath.st_mode & 0o7777, radix: 8)))")
+            }
+            var byFD = stat()
+            guard fstat(fd, &byFD) == 0 else { return .changed("it cannot be checked (\(SystemError.describe(errno)))") }
+            if byFD.st_uid != geteuid() { return .changed("its owner is now uid \(byFD.st_uid)") }
+            if byFD.st_mode & 0o7777 != 0o700 { return .changed("its mode is now \(String(byFD.st_mode & 0o7777, radix: 8))") }
+            return .trusted
+        }
+
+        static func kind(_ info: stat) -> String {
+            switch info.st_mode & S_IFMT {
+            case S_IFDIR: return "directory"
+            case S_IFLNK: return "symbolic link"
+            default: return "file"
+            }
+        }
+
+        /// Removes what this directory holds and, if its path still names it, the directory itself.
+        func removeAll() {
+            for name in FileIO.entries(fd: fd) { unlinkat(fd, name, 0) }
+            var byPath = stat()
+            if lstat(path, &byPath) == 0, UInt64(byPath.st_dev) == device, UInt64(byPath.st_ino) == inode {
+                rmdir(path)
+            }
+        }
     }
 
-    init(parent: String, moduleName: String) throws(CommandError.Setup) {
+    /// The three files of one command run, created in `directory`. `inputFD` is open on the input file, at
+    /// offset 0: it is the command's stdin.
+    struct Files: Sendable {
+        let directory: Directory
+        let names: (input: String, output: String, error: String)
+        let inputFD: Int32
+
+        var input: String { directory.path + "/" + names.input }
+        var output: String { directory.path + "/" + names.output }
+        var error: String { directory.path + "/" + names.error }
+    }
+
+    /// Where the module's directories are made (`temp_dir`).
+    let parent: String
+    /// `mesos-command-modules.<module_name>.`: with the pid after it, it lets a later agent remove the
+    /// directory of one that crashed.
+    private let prefix: String
+    private let logger: Logger
+    private let current: Mutex<Directory>
+    private let nextFile = Atomic<UInt64>(0)
+
+    init(parent: String, moduleName: String, logger: Logger) throws(CommandError.Setup) {
         let safeName = String(moduleName.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
-        let prefix = "mesos-command-modules.\(safeName)."
+        self.parent = parent
+        self.prefix = "mesos-command-modules.\(safeName)."
+        self.logger = logger
+        try Self.prepareParent(parent)
         Self.removeDirectoriesOfDeadProcesses(in: parent, prefix: prefix)
-        var template = Array("\(parent)/\(prefix)\(getpid()).XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard made != nil else {
-            throw CommandError.Setup(
-                "cannot create a private temporary directory in '\(parent)' (temp_dir): \(SystemError.describe(errno))")
-        }
-        directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        current = Mutex(try Self.makeDirectory(in: parent, prefix: prefix))
     }
 
     deinit {
-        Self.removeAll(directory)
+        current.withLock { $0.removeAll() }
     }
 
-    /// Removes `<parent>/<prefix><pid>.*` directories whose process is gone (an agent that crashed), with what
-    /// its commands left in them.
-    static func removeDirectoriesOfDeadProcesses(in parent: String, prefix: String) {
-        var stale: [String] = []
-        for name in FileIO.entries(parent) where name.hasPrefix(prefix) {
-            let rest = name.dropFirst(prefix.count)
-            guard let dot = rest.firstIndex(of: "."), let pid = pid_t(rest[..<dot]), pid > 0 else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { stale.append(parent + "/" + name) }
-        }
-        for path in stale {
-            var info = stat()
-            // Only our own private directories.
-            if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR, info.st_uid == geteuid() { removeAll(path) }
-        }
-    }
+    /// The directory in use now.
+    var directory: String { current.withLock { $0.path } }
 
-    /// Removes a directory and the files a command left in it.
-    static func removeAll(_ directory: String) {
-        for name in FileIO.entries(directory) { unlink(directory + "/" + name) }
-        rmdir(directory)
-    }
-
-    /// Creates the input file holding `input` and the empty output and error files.
+    /// Creates the input file holding `input` and the empty output and error files, in a directory that is
+    /// still provably ours.
     func makeFiles(input: [UInt8]) throws(CommandError.Setup) -> Files {
-        let inputFile = try makeFile("in")
-        let inputFD = inputFile.fd
-        let written = FileIO.writeAll(inputFD, input)
-        if written != 0 || lseek(inputFD, 0, SEEK_SET) != 0 {
-            let code = written != 0 ? written : errno
-            close(inputFD)
-            unlink(inputFile.path)
-            throw CommandError.Setup("cannot write the input file in '\(directory)': \(SystemError.describe(code))")
+        let directory = try trustedDirectory()
+        let serial = nextFile.wrappingAdd(1, ordering: .relaxed).oldValue
+        let names = (input: "\(serial).in", output: "\(serial).out", error: "\(serial).err")
+        let inputFD = mcm_create_file_at(directory.fd, names.input)
+        guard inputFD >= 0 else { throw cannotCreate(names.input, in: directory, errno) }
+        var failure: (name: String, code: Int32)?
+        var code = FileIO.writeAll(inputFD, input)
+        if code == 0 && lseek(inputFD, 0, SEEK_SET) != 0 { code = errno }
+        if code != 0 { failure = (names.input, code) }
+        var created = [names.input]
+        for name in [names.output, names.error] where failure == nil {
+            let fd = mcm_create_file_at(directory.fd, name)
+            guard fd >= 0 else {
+                failure = (name, errno)
+                break
+            }
+            close(fd)
+            created.append(name)
         }
-        let outputFile: (path: String, fd: Int32)
-        let errorFile: (path: String, fd: Int32)
-        do {
-            outputFile = try makeFile("out")
-            close(outputFile.fd)
-        } catch {
+        if let failure {
             close(inputFD)
-            unlink(inputFile.path)
-            throw error
+            for name in created { unlinkat(directory.fd, name, 0) }
+            throw cannotCreate(failure.name, in: directory, failure.code)
         }
-        do {
-            errorFile = try makeFile("err")
-            close(errorFile.fd)
-        } catch {
-            close(inputFD)
-            unlink(inputFile.path)
-            unlink(outputFile.path)
-            throw error
-        }
-        return Files(input: inputFile.path, output: outputFile.path, error: errorFile.path, inputFD: inputFD)
+        return Files(directory: directory, names: names, inputFD: inputFD)
     }
 
     /// Closes and removes a run's files, whatever the command did to them.
     func remove(_ files: Files) {
         close(files.inputFD)
-        unlink(files.input)
-        unlink(files.output)
-        unlink(files.error)
+        for name in [files.names.input, files.names.output, files.names.error] { unlinkat(files.directory.fd, name, 0) }
     }
 
-    private func makeFile(_ prefix: String) throws(CommandError.Setup) -> (path: String, fd: Int32) {
-        for attempt in 0..<2 {
-            var template = Array("\(directory)/\(prefix).XXXXXX".utf8CString)
-            let fd = template.withUnsafeMutableBufferPointer { mcm_mkstemp_cloexec($0.baseAddress!) }
-            if fd >= 0 { return (String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self), fd) }
-            // The directory was removed under us (a command, a tmp cleaner): make it again, once.
-            if errno == ENOENT, attempt == 0, mkdir(directory, 0o700) == 0 || errno == EEXIST { continue }
-            throw CommandError.Setup(
-                "cannot create a temporary file in '\(directory)': \(SystemError.describe(errno))")
+    /// Why the directory of `files` was replaced by something else during a run, or nil. A directory that is
+    /// merely gone (the command removed it) is not a reason: what the command wrote is read through the
+    /// directory's fd or not at all.
+    func replacement(_ files: Files) -> String? {
+        if case .changed(let reason) = files.directory.trust() { return reason }
+        return nil
+    }
+
+    private func cannotCreate(_ name: String, in directory: Directory, _ code: Int32) -> CommandError.Setup {
+        CommandError.Setup("cannot create '\(directory.path)/\(name)': \(SystemError.describe(code))")
+    }
+
+    /// The current directory if it is still trusted, else a fresh one (logged).
+    private func trustedDirectory() throws(CommandError.Setup) -> Directory {
+        let directory = current.withLock { $0 }
+        let reason: String
+        switch directory.trust() {
+        case .trusted: return directory
+        case .gone(let why), .changed(let why): reason = why
         }
-        throw CommandError.Setup("cannot create a temporary file in '\(directory)'")
+        return try current.withLock { (current: inout Directory) throws(CommandError.Setup) -> Directory in
+            // Another event may have replaced it meanwhile.
+            if current !== directory, current.trust() == .trusted { return current }
+            let fresh = try Self.makeDirectory(in: parent, prefix: prefix)
+            logger.warning(
+                "The private temporary directory '\(current.path)' can no longer be trusted: \(reason). Commands now use a new one, '\(fresh.path)'.")
+            current.removeAll()
+            current = fresh
+            return fresh
+        }
+    }
+
+    private static func makeDirectory(in parent: String, prefix: String) throws(CommandError.Setup) -> Directory {
+        var template = Array("\(parent)/\(prefix)\(getpid()).XXXXXX".utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw CommandError.Setup(
+                "cannot create a private temporary directory in '\(parent)' (temp_dir): \(SystemError.describe(errno))")
+        }
+        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let fd = mcm_open_directory(path)
+        var info = stat()
+        guard fd >= 0, fstat(fd, &info) == 0 else {
+            let code = errno
+            if fd >= 0 { close(fd) }
+            rmdir(path)
+            throw CommandError.Setup("cannot open the private temporary directory '\(path)': \(SystemError.describe(code))")
+        }
+        return Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+
+    /// Makes `temp_dir` if it does not exist (0700 for the last component) and refuses one where another user
+    /// could rename or replace the module's directory: writable by others without the sticky bit (as /tmp has).
+    static func prepareParent(_ parent: String) throws(CommandError.Setup) {
+        var info = stat()
+        if stat(parent, &info) != 0 {
+            var built = ""
+            let components = parent.split(separator: "/")
+            for (i, component) in components.enumerated() {
+                built += "/" + component
+                if mkdir(built, i == components.count - 1 ? 0o700 : 0o755) != 0 && errno != EEXIST {
+                    throw CommandError.Setup(
+                        "cannot create the temporary directory '\(built)' (temp_dir): \(SystemError.describe(errno))")
+                }
+            }
+            guard stat(parent, &info) == 0 else {
+                throw CommandError.Setup("cannot use '\(parent)' (temp_dir): \(SystemError.describe(errno))")
+            }
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw CommandError.Setup("'\(parent)' (temp_dir) is not a directory")
+        }
+        if info.st_mode & 0o022 != 0 && info.st_mode & S_ISVTX == 0 {
+            throw CommandError.Setup(
+                "'\(parent)' (temp_dir) is writable by other users without the sticky bit: another user could "
+                    + "replace the module's private directory; use a directory only root can write, or one like /tmp")
+        }
+    }
+
+    /// Removes `<parent>/<prefix><pid>.*` directories whose process is gone (an agent that crashed), with what
+    /// its commands left in them.
+    static func removeDirectoriesOfDeadProcesses(in parent: String, prefix: String) {
+        for name in FileIO.entries(parent) where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            guard let dot = rest.firstIndex(of: "."), let pid = pid_t(rest[..<dot]), pid > 0 else { continue }
+            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            // Only our own private directories, opened without following a link.
+            let path = parent + "/" + name
+            let fd = mcm_open_directory(path)
+            guard fd >= 0 else { continue }
+            var info = stat()
+            if fstat(fd, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o7777 == 0o700 {
+                Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino)).removeAll()
+            } else {
+                close(fd)
+            }
+        }
     }
 }

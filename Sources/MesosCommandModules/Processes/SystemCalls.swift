@@ -29,11 +29,17 @@ enum FileIO {
         case failed(Int32)
     }
 
-    /// Reads the whole file at `path`, refusing one larger than `limit` bytes before reading it.
+    /// Reads the whole file at `path`, refusing one larger than `limit` bytes before reading it. Never blocks
+    /// on a FIFO and never follows a symbolic link.
     static func read(path: String, limit: Int) -> ReadResult {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         if fd < 0 { return .failed(errno) }
         defer { close(fd) }
+        return read(fd: fd, limit: limit)
+    }
+
+    /// Reads the whole regular file open at `fd` (from its current offset), refusing one larger than `limit`.
+    static func read(fd: Int32, limit: Int) -> ReadResult {
         var info = stat()
         if fstat(fd, &info) != 0 { return .failed(errno) }
         if (info.st_mode & S_IFMT) != S_IFREG { return .failed(EINVAL) }
@@ -57,11 +63,8 @@ enum FileIO {
 }
 
 extension FileIO {
-    /// The first `limit` bytes of the file at `path` and the file's size; nil if it cannot be opened.
-    static func readPrefix(path: String, limit: Int) -> (bytes: [UInt8], size: Int)? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        if fd < 0 { return nil }
-        defer { close(fd) }
+    /// The first `limit` bytes of the regular file open at `fd` and the file's size; nil if it is not one.
+    static func readPrefix(fd: Int32, limit: Int) -> (bytes: [UInt8], size: Int)? {
         var info = stat()
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
         var bytes = [UInt8](repeating: 0, count: limit)
@@ -79,7 +82,23 @@ extension FileIO {
 extension FileIO {
     /// The names in a directory (without . and ..); empty if it cannot be read.
     static func entries(_ directory: String) -> [String] {
-        guard let handle = opendir(directory) else { return [] }
+        entries(opendir(directory))
+    }
+
+    /// The names in the directory open at `fd` (without . and ..); `fd` stays open.
+    static func entries(fd: Int32) -> [String] {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)
+        guard copy >= 0 else { return [] }
+        guard let handle = fdopendir(copy) else {
+            close(copy)
+            return []
+        }
+        rewinddir(handle)
+        return entries(handle)
+    }
+
+    private static func entries(_ handle: OpaquePointer?) -> [String] {
+        guard let handle else { return [] }
         defer { closedir(handle) }
         var names: [String] = []
         while let entry = readdir(handle) {
@@ -103,10 +122,19 @@ enum MonotonicClock {
     }
 }
 
-/// Runs `body` with `strings` as a NULL-terminated C `char *[]`.
-func withCStringArray<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for pointer in pointers { free(pointer) } }
-    return body(pointers)
+/// Runs `body` with `strings` as a NULL-terminated C `char *[]`, all in one buffer of Swift's (no strdup that
+/// could fail and silently shorten the list).
+func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var buffer: [CChar] = []
+    var offsets: [Int] = []
+    for string in strings {
+        offsets.append(buffer.count)
+        buffer.append(contentsOf: string.utf8.map { CChar(bitPattern: $0) })
+        buffer.append(0)
+    }
+    return buffer.withUnsafeMutableBufferPointer { chars in
+        var pointers: [UnsafeMutablePointer<CChar>?] = offsets.map { chars.baseAddress! + $0 }
+        pointers.append(nil)
+        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
 }

@@ -1,0 +1,243 @@
+import CMesosCommandSpawn
+import Glibc
+import Synchronization
+
+/// Something the event loop watches: its file descriptors (registered with a tag) and, optionally, a time at
+/// which it wants to be woken. Clients live on the loop thread only: every method is called there.
+protocol LoopClient: AnyObject {
+    /// One of the client's fds, registered with `tag`, is ready (readable, writable, or closed).
+    func ready(tag: UInt8, loop: EventLoop)
+    /// When `wake(now:loop:)` is next due (monotonic nanoseconds), if ever. Read after every loop iteration.
+    var wakeAt: UInt64? { get }
+    func wake(now: UInt64, loop: EventLoop)
+}
+
+/// The engine's one waiting thread, for the whole process: epoll over the pidfds and pipes of every command
+/// and worker, the deadlines of every event, and work handed over by other threads (`execute`).
+///
+/// Why one thread and not one per command: at 64 commands in flight that is 64 blocked threads; why not
+/// SIGCHLD: the agent owns its signal handlers, and `waitpid(-1)` would steal the agent's own children.
+/// The loop thread never exits, which also makes it the right thread to start workers from (their
+/// PR_SET_PDEATHSIG follows the thread that started them).
+///
+/// Nothing here may crash the agent: failing to create the loop (no fds, no threads) is an error for the
+/// event that needed it, and the next event tries again.
+final class EventLoop: @unchecked Sendable {
+    private static let instance = Mutex<EventLoop?>(nil)
+
+    /// The process's loop, started on first use. Throws when it cannot be started (out of fds, threads).
+    static func shared() throws(SystemFailure) -> EventLoop {
+        try instance.withLock { (instance: inout EventLoop?) throws(SystemFailure) -> EventLoop in
+            if let loop = instance { return loop }
+            let loop = try EventLoop()
+            instance = loop
+            return loop
+        }
+    }
+
+    private struct Inbox {
+        var work: [@Sendable (EventLoop) -> Void] = []
+    }
+
+    private let inbox = Mutex(Inbox())
+    private let nextClientID = Atomic<UInt64>(1)
+    private let epollFD: Int32
+    private let wakeFD: Int32
+
+    // Owned by the loop thread.
+    private var clients: [UInt64: any LoopClient] = [:]
+    private var scratch = [UInt8](repeating: 0, count: 1 << 16)
+
+    private init() throws(SystemFailure) {
+        epollFD = mcm_epoll_create()
+        guard epollFD >= 0 else { throw SystemFailure("epoll_create1", errno) }
+        wakeFD = mcm_eventfd()
+        guard wakeFD >= 0 else {
+            let code = errno
+            close(epollFD)
+            throw SystemFailure("eventfd", code)
+        }
+        if mcm_epoll_add(epollFD, wakeFD, 0, 0) != 0 {
+            let code = errno
+            close(epollFD)
+            close(wakeFD)
+            throw SystemFailure("epoll_ctl", code)
+        }
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let rc = pthread_create(&thread, nil, { context in
+            let loop = Unmanaged<EventLoop>.fromOpaque(context!).takeRetainedValue()
+            loop.run()
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<EventLoop>.fromOpaque(context).release()
+            close(epollFD)
+            close(wakeFD)
+            throw SystemFailure("pthread_create (the engine's event loop thread)", rc)
+        }
+        pthread_detach(thread)
+    }
+
+    /// A fresh client id, from any thread (so that a caller knows the id it may cancel before the client runs).
+    func makeClientID() -> UInt64 { nextClientID.wrappingAdd(1, ordering: .relaxed).oldValue }
+
+    /// Runs `work` on the loop thread, soon.
+    func execute(_ work: @escaping @Sendable (EventLoop) -> Void) {
+        let wasEmpty = inbox.withLock { inbox in
+            inbox.work.append(work)
+            return inbox.work.count == 1
+        }
+        // One wake-up per batch: the loop drains the whole inbox each time.
+        if wasEmpty {
+            var one: UInt64 = 1
+            _ = Glibc.write(wakeFD, &one, 8)
+        }
+    }
+
+    /// Runs `work` on the loop thread at `deadline` (monotonic ns), unless cancelled with `cancelTimer`.
+    @discardableResult
+    func schedule(at deadline: UInt64, _ work: @escaping @Sendable () -> Void) -> UInt64 {
+        let id = makeClientID()
+        execute { loop in loop.add(Timer(id: id, deadline: deadline, work: work), id: id) }
+        return id
+    }
+
+    func cancelTimer(_ id: UInt64) {
+        execute { loop in loop.remove(id) }
+    }
+
+    // MARK: - Loop thread only
+
+    func add(_ client: any LoopClient, id: UInt64) { clients[id] = client }
+
+    func remove(_ id: UInt64) { clients[id] = nil }
+
+    func client(_ id: UInt64) -> (any LoopClient)? { clients[id] }
+
+    /// Registers `fd` of client `id`; returns 0 or the errno of epoll_ctl.
+    func register(_ fd: Int32, id: UInt64, tag: UInt8, writable: Bool = false) -> Int32 {
+        mcm_epoll_add(epollFD, fd, id << 3 | UInt64(tag & 7), writable ? 1 : 0) == 0 ? 0 : errno
+    }
+
+    func unregister(_ fd: Int32) { mcm_epoll_remove(epollFD, fd) }
+
+    /// One read(2) of `fd` into the loop's buffer; `body` sees the bytes read. Returns read's result (errno set
+    /// when negative).
+    func read(_ fd: Int32, _ body: (UnsafeRawBufferPointer) -> Void) -> Int {
+        scratch.withUnsafeMutableBytes { buffer in
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n > 0 { body(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) }
+            return n
+        }
+    }
+
+    private final class Timer: LoopClient {
+        let id: UInt64
+        let deadline: UInt64
+        let work: @Sendable () -> Void
+        init(id: UInt64, deadline: UInt64, work: @escaping @Sendable () -> Void) {
+            self.id = id
+            self.deadline = deadline
+            self.work = work
+        }
+        func ready(tag: UInt8, loop: EventLoop) {}
+        var wakeAt: UInt64? { deadline }
+        func wake(now: UInt64, loop: EventLoop) {
+            loop.remove(id)
+            work()
+        }
+    }
+
+    private func run() {
+        var ready = [UInt64](repeating: 0, count: 64)
+        while true {
+            let count = ready.withUnsafeMutableBufferPointer {
+                mcm_epoll_wait(epollFD, $0.baseAddress, Int32($0.count), timeoutMilliseconds())
+            }
+            if count < 0 && errno != EINTR {
+                // Only a broken epoll fd fails here; never spin, never crash the agent.
+                usleep(10_000)
+            }
+            for i in 0..<max(0, Int(count)) {
+                let data = ready[i]
+                if data == 0 {
+                    var value: UInt64 = 0
+                    _ = Glibc.read(wakeFD, &value, 8)
+                    continue
+                }
+                clients[data >> 3]?.ready(tag: UInt8(data & 7), loop: self)
+            }
+            let work = inbox.withLock { inbox in
+                defer { inbox.work.removeAll(keepingCapacity: true) }
+                return inbox.work
+            }
+            for item in work { item(self) }
+            let now = MonotonicClock.now()
+            for client in Array(clients.values) {
+                if let due = client.wakeAt, due <= now { client.wake(now: now, loop: self) }
+            }
+        }
+    }
+
+    private func timeoutMilliseconds() -> Int32 {
+        var earliest = UInt64.max
+        for client in clients.values {
+            if let due = client.wakeAt { earliest = min(earliest, due) }
+        }
+        guard earliest != .max else { return -1 }
+        let now = MonotonicClock.now()
+        guard earliest > now else { return 0 }
+        return Int32(clamping: (earliest - now + 999_999) / 1_000_000)
+    }
+}
+
+/// An operating-system call failed: the call and its errno, worded for an operator.
+public struct SystemFailure: Error, Sendable, CustomStringConvertible {
+    public var call: String
+    public var code: Int32
+
+    init(_ call: String, _ code: Int32) {
+        self.call = call
+        self.code = code
+    }
+
+    public var description: String { "\(call) failed: \(SystemError.describe(code))" }
+}
+
+/// A value handed over once, from the loop thread (or any thread) to the task that awaits it.
+final class Completion<Value: Sendable>: Sendable {
+    private struct State {
+        var value: Value?
+        var waiter: CheckedContinuation<Value, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    /// Completes with `value`; later calls are ignored. Returns whether this call completed it.
+    @discardableResult
+    func complete(_ value: Value) -> Bool {
+        let (waiter, completed) = state.withLock { state -> (CheckedContinuation<Value, Never>?, Bool) in
+            guard state.value == nil else { return (nil, false) }
+            state.value = value
+            defer { state.waiter = nil }
+            return (state.waiter, true)
+        }
+        waiter?.resume(returning: value)
+        return completed
+    }
+
+    var isCompleted: Bool { state.withLock { $0.value != nil } }
+
+    var value: Value {
+        get async {
+            await withCheckedContinuation { continuation in
+                let value = state.withLock { state in
+                    if state.value == nil { state.waiter = continuation }
+                    return state.value
+                }
+                if let value { continuation.resume(returning: value) }
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+import Glibc
+
+/// How one command run ended, as the event loop saw it.
+struct ChildExit: Sendable {
+    enum Ending: Sendable {
+        /// The leader exited with this raw wait status.
+        case exited(status: Int32)
+        /// The leader exited but its status could not be read (the errno of the failed reap).
+        case statusLost(errno: Int32)
+        /// We stopped it: its deadline passed, or the event was cancelled.
+        case timedOut
+        case cancelled
+        /// It started, but could not be watched (epoll registration failed: the errno); it was killed.
+        case cannotWatch(errno: Int32)
+    }
+
+    var ending: Ending
+    /// The command's stdout and stderr, interleaved, up to the capture limit.
+    var console: [UInt8]
+    /// Bytes the command wrote past the capture limit, dropped.
+    var consoleDropped: Int
+}
+
+/// One command run, watched by the event loop: its exit (pidfd), its console pipe, its deadline.
+///
+/// The event is answered as soon as the outcome is known — at the leader's exit, or at the deadline plus the
+/// grace period even if the killed process has not died yet (stuck in the kernel) — and the child stays in the
+/// loop until its leader can be reaped, so that no zombie is left behind.
+final class ExecChild: LoopClient {
+    static let consoleTag: UInt8 = 1
+    static let exitTag: UInt8 = 2
+    /// How long after the SIGKILL the event still waits to see the leader die before it answers anyway: a
+    /// killed process normally dies within a millisecond; one stuck in the kernel may never.
+    static let killSettleTime = 0.1
+
+    let id: UInt64
+    let group: ProcessGroup
+    private var consoleFD: Int32
+    private let consoleLimit: Int
+    private let deadline: UInt64
+    private let gracePeriod: Double
+    private var console: [UInt8] = []
+    private var consoleDropped = 0
+    private var stop: ChildExit.Ending?
+    /// After the SIGKILL: when the event is answered even if the leader has not died.
+    private var answerBy: UInt64?
+    private var completion: Completion<ChildExit>?
+
+    init(id: UInt64, pid: pid_t, consoleFD: Int32, consoleLimit: Int, deadline: UInt64, gracePeriod: Double,
+         completion: Completion<ChildExit>) {
+        self.id = id
+        self.group = ProcessGroup(pid: pid)
+        self.consoleFD = consoleFD
+        self.consoleLimit = consoleLimit
+        self.deadline = deadline
+        self.gracePeriod = gracePeriod
+        self.completion = completion
+    }
+
+    /// Adds the child to the loop. A registration that fails kills the command and fails the event: a child
+    /// the loop cannot see would leave its event waiting forever.
+    func start(on loop: EventLoop) {
+        loop.add(self, id: id)
+        // The pidfd first: if its registration fails the loop polls for the exit, so the child is reaped
+        // whatever happens next.
+        var code = group.register(on: loop, id: id, tag: Self.exitTag)
+        if code == 0 { code = loop.register(consoleFD, id: id, tag: Self.consoleTag) }
+        if code != 0 {
+            group.killGroup()
+            closeConsole(loop)
+            answer(.cannotWatch(errno: code))
+        }
+    }
+
+    /// Stops the command as a timeout would (SIGTERM, grace period, SIGKILL). A finished run is left alone.
+    func cancel(on loop: EventLoop) {
+        guard stop == nil, !group.leaderExited, completion != nil else { return }
+        stop = .cancelled
+        group.terminate(gracePeriod: gracePeriod, now: MonotonicClock.now())
+    }
+
+    func ready(tag: UInt8, loop: EventLoop) {
+        if tag == Self.consoleTag {
+            readConsole(loop)
+        } else if group.noticeExit(on: loop) {
+            leaderExited(loop)
+        }
+    }
+
+    var wakeAt: UInt64? {
+        var due = group.killAt ?? (stop == nil && completion != nil ? deadline : UInt64.max)
+        if let answerBy, completion != nil { due = min(due, answerBy) }
+        if group.polls { due = min(due, MonotonicClock.now() &+ 2_000_000) }
+        return due == .max ? nil : due
+    }
+
+    func wake(now: UInt64, loop: EventLoop) {
+        if group.polls && group.noticeExit(on: loop) { leaderExited(loop) }
+        if stop == nil && completion != nil && !group.leaderExited && now >= deadline {
+            stop = .timedOut
+            group.terminate(gracePeriod: gracePeriod, now: now)
+        }
+        if group.killIfDue(now: now) {
+            answerBy = now &+ MonotonicClock.nanoseconds(Self.killSettleTime)
+            finishIfReaped(loop)
+        }
+        if let answerBy, now >= answerBy, completion != nil {
+            // Killed and still not dead (stuck in the kernel): answer now; the reaping waits for the kernel.
+            answer(stop ?? .timedOut)
+            closeConsole(loop)
+        }
+    }
+
+    /// The leader exited. Its output so far is collected; a background child that still holds the pipe does
+    /// not delay the result.
+    private func leaderExited(_ loop: EventLoop) {
+        readConsole(loop)
+        closeConsole(loop)
+        if let stop {
+            // Stopped, within the grace period: answer now; the zombie (and so the group id) stays until the
+            // group gets its SIGKILL.
+            answer(stop)
+        }
+        finishIfReaped(loop)
+    }
+
+    private func finishIfReaped(_ loop: EventLoop) {
+        guard let reaped = group.reapIfPossible() else { return }
+        switch reaped {
+        case .status(let status): answer(.exited(status: status))
+        case .lost(let code): answer(.statusLost(errno: code))
+        }
+        closeConsole(loop)
+        loop.remove(id)
+    }
+
+    private func readConsole(_ loop: EventLoop) {
+        while consoleFD >= 0 {
+            let n = loop.read(consoleFD) { bytes in
+                let room = max(0, consoleLimit - console.count)
+                console.append(contentsOf: bytes.prefix(room))
+                consoleDropped += bytes.count - min(bytes.count, room)
+            }
+            if n > 0 { continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == EAGAIN { return }
+            closeConsole(loop)  // EOF or error
+        }
+    }
+
+    private func closeConsole(_ loop: EventLoop) {
+        guard consoleFD >= 0 else { return }
+        loop.unregister(consoleFD)
+        close(consoleFD)
+        consoleFD = -1
+    }
+
+    private func answer(_ ending: ChildExit.Ending) {
+        guard let completion else { return }
+        self.completion = nil
+        completion.complete(ChildExit(ending: ending, console: console, consoleDropped: consoleDropped))
+    }
+}

@@ -1,0 +1,119 @@
+import Glibc
+import Testing
+
+@testable import MesosCommandModules
+
+/// SPEC §3: the timeout bounds the whole event as Mesos sees it — waiting for a `max_in_flight` slot included —
+/// and the event answers at its deadline plus the grace period even if the killed process has not died.
+@Suite(.serialized) struct EventDeadlineTests {
+    let sandbox = Sandbox()
+
+    @Test func waitingForASlotCountsAgainstTheTimeout() async throws {
+        let script = sandbox.script("slow.sh", "#!/bin/sh\nsleep 0.7\n")
+        let module = try isolator(sandbox, [
+            ("isolator_prepare_command", script), ("isolator_prepare_timeout", "1"), ("max_in_flight", "1"),
+            ("grace_period", "0.2"),
+        ])
+        let start = ContinuousClock.now
+        async let first: Duration = {
+            _ = try await module.prepare(containerID: cid("a"), containerConfig: "{}")
+            return ContinuousClock.now - start
+        }()
+        try await Task.sleep(for: .milliseconds(50))
+        let second = await thrownError { try await module.prepare(containerID: cid("b"), containerConfig: "{}") } as? EventError
+        let secondTook = ContinuousClock.now - start
+        #expect(try await first < .milliseconds(1000))
+        // b waited ~0.7 s for the slot, so its command had ~0.3 s left, not a fresh second.
+        #expect(second?.isTimeout == true)
+        #expect(second?.message == "Command \"\(script)\" took too long to execute. Timeout: 1s.")
+        #expect(secondTook < .milliseconds(1000 + 200 + 400), "\(secondTook)")
+    }
+
+    @Test func anEventThatNeverGetsASlotFailsAtItsDeadlineSayingSo() async throws {
+        let slow = sandbox.script("slow.sh", "#!/bin/sh\nsleep 2\n")
+        let module = try isolator(sandbox, [
+            ("isolator_prepare_command", slow), ("isolator_prepare_timeout", "3"), ("max_in_flight", "1"),
+            ("isolator_cleanup_command", slow), ("isolator_cleanup_timeout", "0.5"),
+        ])
+        async let holder: String? = module.prepare(containerID: cid("holder"), containerConfig: "{}")
+        try await Task.sleep(for: .milliseconds(100))
+        try module.adopt(containerID: cid("waiter"), containerConfig: "{}")
+        let start = ContinuousClock.now
+        let error = await thrownError { try await module.cleanup(containerID: cid("waiter")) } as? EventError
+        let took = ContinuousClock.now - start
+        #expect(error?.description == "[TASK=waiter, METHOD=cleanup] Command \"\(slow)\" took too long to execute. "
+            + "Timeout: 0.5s (it never started: the event waited all that time for one of the module's "
+            + "max_in_flight=1 command slots).")
+        #expect(error?.isTimeout == true)
+        #expect(took >= .milliseconds(450) && took < .milliseconds(900), "\(took)")
+        #expect(module.metrics.snapshot(.cleanup).timeouts == 1)
+        _ = try await holder
+    }
+
+    @Test(.enabled(if: Freezer.available, "needs root and the cgroup v1 freezer"))
+    func aKilledProcessStuckInTheKernelDoesNotHoldTheEventPastItsDeadlineAndIsReapedLater() async throws {
+        let pidFile = sandbox.path + "/pid"
+        let script = sandbox.script("stuck.sh", "#!/bin/sh\necho $$ > \(pidFile)\nexec sleep 30\n")
+        let module = try isolator(sandbox, [
+            ("isolator_prepare_command", script), ("isolator_prepare_timeout", "1"), ("grace_period", "0.3"),
+        ])
+        let freezer = try Freezer()
+        defer { freezer.remove() }
+        let start = ContinuousClock.now
+        async let outcome = thrownError { try await module.prepare(containerID: cid("stuck"), containerConfig: "{}") }
+        #expect(await eventually(within: 2) { sandbox.read(pidFile)?.isEmpty == false })
+        let pid = pid_t(sandbox.read(pidFile)?.trimmingWhitespace ?? "") ?? 0
+        try freezer.freeze(pid)  // like a process in uninterruptible sleep: SIGTERM and SIGKILL wait
+        let error = await outcome as? EventError
+        let took = ContinuousClock.now - start
+        #expect(error?.isTimeout == true)
+        #expect(took < .milliseconds(1000 + 300 + 100 + 400), "\(took)")
+        #expect(processAlive(pid) || kill(pid, 0) == 0, "the process is still there, stuck")
+        freezer.thaw()
+        // Once the kernel lets it die, it is reaped: no zombie is left.
+        #expect(await eventually(within: 5) { kill(pid, 0) != 0 && zombieChildren().isEmpty })
+    }
+
+    @Test func aCancelledCommandIsStoppedAndAnsweredWithinTheGracePeriod() async throws {
+        let pidFile = sandbox.path + "/pid"
+        let script = sandbox.script("trap.sh", "#!/bin/sh\ntrap '' TERM\necho $$ > \(pidFile)\nwhile :; do sleep 0.05; done\n")
+        let runner = try makeRunner(sandbox, grace: 0.3)
+        let task = Task { try await runner.run(script, input: [], timeout: 30) }
+        #expect(await eventually(within: 2) { sandbox.read(pidFile)?.isEmpty == false })
+        let start = ContinuousClock.now
+        task.cancel()
+        let error = await thrownError { try await task.value } as? CommandError
+        #expect(error?.code == .cancelled)
+        #expect(ContinuousClock.now - start < .milliseconds(300 + 100 + 400))
+    }
+}
+
+/// A cgroup v1 freezer group: its processes stop in the kernel, and not even SIGKILL ends them until thawed —
+/// the closest a test gets to a process stuck in uninterruptible sleep.
+struct Freezer {
+    static let root = "/sys/fs/cgroup/freezer"
+    static var available: Bool { geteuid() == 0 && access(root + "/cgroup.procs", W_OK) == 0 }
+
+    let path: String
+
+    init() throws {
+        path = Self.root + "/mcm-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        guard mkdir(path, 0o755) == 0 else { throw FreezerError() }
+    }
+
+    func freeze(_ pid: pid_t) throws {
+        guard shell("echo \(pid) > '\(path)/cgroup.procs' && echo FROZEN > '\(path)/freezer.state'") == 0 else {
+            throw FreezerError()
+        }
+    }
+
+    func thaw() { _ = shell("echo THAWED > '\(path)/freezer.state'") }
+
+    func remove() {
+        thaw()
+        // The group can be removed once empty.
+        for _ in 0..<100 where rmdir(path) != 0 { usleep(50_000) }
+    }
+
+    struct FreezerError: Error {}
+}
