@@ -4,6 +4,8 @@
 
 #include <glog/logging.h>
 
+#include <process/dispatch.hpp>
+#include <process/id.hpp>
 #include <process/metrics/metrics.hpp>
 
 namespace criteo {
@@ -26,26 +28,31 @@ void logLine(void*, mcm_log_level level, const char* message, size_t length)
 struct Pending
 {
   process::Promise<Option<std::string>> promise;
+  process::PID<Engine::Completions> completions;
 };
 
-// Completes a Pending from an engine thread (libprocess promises may be set from any thread).
+// Called on an engine thread: copies the outcome and hands it to the Completions process, which completes the
+// promise (and so runs Mesos' continuations) in a libprocess context.
 void completePending(void* context, mcm_status status, const char* data, size_t length)
 {
-  std::unique_ptr<Pending> pending(static_cast<Pending*>(context));
-  switch (status) {
-    case MCM_STATUS_RESULT:
-      pending->promise.set(Option<std::string>(std::string(data, length)));
-      break;
-    case MCM_STATUS_NONE:
-      pending->promise.set(Option<std::string>::none());
-      break;
-    case MCM_STATUS_ERROR:
-      pending->promise.fail(std::string(data, length));
-      break;
-    default:
-      pending->promise.discard();
-      break;
-  }
+  std::shared_ptr<Pending> pending(static_cast<Pending*>(context));
+  std::string text(data, length);
+  process::dispatch(pending->completions, [pending, status, text]() {
+    switch (status) {
+      case MCM_STATUS_RESULT:
+        pending->promise.set(Option<std::string>(text));
+        break;
+      case MCM_STATUS_NONE:
+        pending->promise.set(Option<std::string>::none());
+        break;
+      case MCM_STATUS_ERROR:
+        pending->promise.fail(text);
+        break;
+      default:
+        pending->promise.discard();
+        break;
+    }
+  });
 }
 
 struct Waiting
@@ -108,7 +115,10 @@ Try<std::shared_ptr<Engine>> Engine::create(
 
 
 Engine::Engine(mcm_module* module, std::string name)
-  : module_(module), name_(std::move(name)) {}
+  : module_(module), name_(std::move(name)), completions_(new Completions())
+{
+  process::spawn(completions_.get());
+}
 
 
 Engine::~Engine()
@@ -116,7 +126,11 @@ Engine::~Engine()
   for (const process::metrics::PullGauge& gauge : gauges_) {
     process::metrics::remove(gauge);
   }
+  // Every event's callback has been called when this returns; the completions it dispatched are still queued:
+  // terminate after them (inject = false), so that no promise is left pending.
   mcm_module_destroy(module_);
+  process::terminate(completions_.get(), false);
+  process::wait(completions_.get());
 }
 
 
@@ -154,6 +168,7 @@ process::Future<Option<std::string>> Engine::run(
     const std::string& event, const Fragments& fragments)
 {
   Pending* pending = new Pending();
+  pending->completions = completions_->self();
   process::Future<Option<std::string>> future = pending->promise.future();
   std::vector<mcm_fragment> input = toFragments(fragments);
   uint64_t token = mcm_run_event(

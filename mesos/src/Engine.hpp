@@ -15,6 +15,9 @@
 
 #include <process/future.hpp>
 #include <process/metrics/pull_gauge.hpp>
+#include <process/id.hpp>
+#include <process/owned.hpp>
+#include <process/process.hpp>
 
 #include <stout/json.hpp>
 #include <stout/option.hpp>
@@ -53,6 +56,15 @@ public:
   Try<Option<std::string>> runAndWait(
       const std::string& event, const Fragments& fragments);
 
+  // Where the engine's outcomes are handed to Mesos: the promises of `run` are completed by this libprocess
+  // process, never on an engine thread, so that Mesos' continuations (the containerizer's prepare chain is not
+  // deferred) run in a libprocess context, as they would with any Mesos isolator.
+  class Completions : public process::Process<Completions>
+  {
+  public:
+    Completions() : ProcessBase(process::ID::generate("command-modules-completions")) {}
+  };
+
 private:
   Engine(mcm_module* module, std::string name);
   void registerMetrics();
@@ -60,6 +72,7 @@ private:
   mcm_module* module_;
   std::string name_;
   std::vector<process::metrics::PullGauge> gauges_;
+  process::Owned<Completions> completions_;
 };
 
 

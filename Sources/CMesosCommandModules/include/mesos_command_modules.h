@@ -67,8 +67,10 @@ typedef struct {
 /* Receives each log line of a module; `message` is borrowed. Called from engine threads. */
 typedef void (*mcm_log_callback)(void *context, mcm_log_level level, const char *message, size_t length);
 
-/* Receives an event's outcome, exactly once per mcm_run_event, from an engine thread (or from the calling
-   thread when the event fails before it starts). `data` is borrowed. */
+/* Receives an event's outcome, exactly once per mcm_run_event: from an engine thread, or from the calling
+   thread, before mcm_run_event returns, when the event is refused before it starts (no module, unknown event
+   key); or from the thread in mcm_module_destroy (see there). `data` is borrowed. The callback must not call
+   back into this library for the same module. */
 typedef void (*mcm_result_callback)(void *context, mcm_status status, const char *data, size_t length);
 
 /*
@@ -81,8 +83,18 @@ typedef void (*mcm_result_callback)(void *context, mcm_status status, const char
 mcm_module *mcm_module_create(mcm_kind kind, const char *const *keys, const char *const *values, size_t count,
                               mcm_log_callback log, void *log_context, char **error);
 
-/* Cancels the module's running events (their callbacks still come, with MCM_STATUS_CANCELLED or their
-   outcome) and releases the module once they are done. */
+/*
+ * Destroys a module. What happens to events still running, in order:
+ * 1. each is cancelled: a running command gets SIGTERM to its process group, then SIGKILL after grace_period
+ *    (a watch loop stops; an event waiting for a command slot stops waiting);
+ * 2. mcm_module_destroy waits up to grace_period + 2 seconds for their callbacks, which come from engine
+ *    threads with MCM_STATUS_CANCELLED or with their outcome, if it was already known;
+ * 3. an event still running then (its process stuck in the kernel) gets MCM_STATUS_CANCELLED from the calling
+ *    thread; a callback already under way on another thread is waited for.
+ * When mcm_module_destroy returns, every event's callback has been called exactly once and has returned, and
+ * no callback and no log line of this module come any more. Processes stuck in the kernel are reaped later, in
+ * the background. The module pointer is invalid afterwards.
+ */
 void mcm_module_destroy(mcm_module *module);
 
 /* The module's module_name (borrowed, valid until mcm_module_destroy). */
@@ -97,7 +109,8 @@ int mcm_module_handles(const mcm_module *module, const char *event_key);
  * prepare {container_id, container_config}; isolate {container_id, pid}; watch, usage, status, cleanup
  * {container_id}; update {container_id, resource_requests, resource_limits} — the isolator adds the
  * container_config it remembers. `callback` is called exactly once with `context`.
- * Returns a token for mcm_cancel (never 0).
+ * Returns a token for mcm_cancel, never 0 — also for an event refused at once (no module, unknown key), whose
+ * callback has then already been called.
  */
 uint64_t mcm_run_event(mcm_module *module, const char *event_key, const mcm_fragment *fragments, size_t count,
                        mcm_result_callback callback, void *context);

@@ -1,0 +1,146 @@
+// shim_check LIBRARY DIR: loads libmesos_command_modules.so as the agent does (dlopen, the module symbol's
+// create()), with libprocess running, and checks what only a real libprocess shows: the Futures the shim returns
+// are completed in a libprocess context — never on an engine thread — so Mesos' continuations (the
+// containerizer's prepare chain is not deferred) run where they would with any Mesos isolator. Prints one
+// "ok"/"not ok" line per check and "N passed, N failed"; exits 1 if any failed. Run by Tests/MesosAgent/run.sh.
+#include <dlfcn.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include <mesos/hook.hpp>
+#include <mesos/mesos.hpp>
+#include <mesos/module/hook.hpp>
+#include <mesos/module/isolator.hpp>
+#include <mesos/slave/isolator.hpp>
+
+#include <process/future.hpp>
+#include <process/process.hpp>
+
+#include <stout/duration.hpp>
+#include <unistd.h>
+
+namespace {
+
+int passed = 0;
+int failed = 0;
+
+void check(bool condition, const std::string& name, const std::string& detail = "")
+{
+  if (condition) {
+    passed++;
+    std::printf("ok - %s\n", name.c_str());
+  } else {
+    failed++;
+    std::printf("not ok - %s %s\n", name.c_str(), detail.c_str());
+  }
+  std::fflush(stdout);
+}
+
+std::string script(const std::string& dir, const std::string& name, const std::string& body)
+{
+  const std::string path = dir + "/" + name;
+  std::ofstream(path) << body;
+  chmod(path.c_str(), 0755);
+  return path;
+}
+
+void add(mesos::Parameters* parameters, const std::string& key, const std::string& value)
+{
+  mesos::Parameter* parameter = parameters->add_parameter();
+  parameter->set_key(key);
+  parameter->set_value(value);
+}
+
+// Whether the continuation attached to `future` ran inside a libprocess process (not on an engine thread, not
+// on this thread). The command sleeps first, so the continuation is attached before the future completes.
+template <typename T>
+bool continuedInLibprocess(const process::Future<T>& future)
+{
+  std::atomic<int> where(-1);
+  future.onAny([&where](const process::Future<T>&) { where = process::__process__ != nullptr ? 1 : 0; });
+  future.await(Seconds(20));
+  for (int i = 0; i < 200 && where == -1; i++) {
+    usleep(10 * 1000);
+  }
+  return where == 1;
+}
+
+} // namespace {
+
+int main(int argc, char** argv)
+{
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: shim_check LIBRARY DIR\n");
+    return 2;
+  }
+  const std::string dir = argv[2];
+  process::initialize();
+
+  void* library = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+  check(library != nullptr, "the module library loads", library ? "" : dlerror());
+  if (library == nullptr) {
+    return 1;
+  }
+  auto* isolatorModule = static_cast<mesos::modules::Module<mesos::slave::Isolator>*>(
+      dlsym(library, "com_criteo_mesos_CommandIsolator"));
+  auto* hookModule = static_cast<mesos::modules::Module<mesos::Hook>*>(dlsym(library, "com_criteo_mesos_CommandHook"));
+  check(isolatorModule != nullptr && hookModule != nullptr, "the module symbols are exported");
+  if (isolatorModule == nullptr || hookModule == nullptr) {
+    return 1;
+  }
+
+  mesos::Parameters isolatorParameters;
+  add(&isolatorParameters, "module_name", "shim_check");
+  add(&isolatorParameters, "temp_dir", dir);
+  add(&isolatorParameters, "state_dir", dir + "/state");
+  add(&isolatorParameters, "isolator_prepare_command",
+      script(dir, "prepare.sh", "#!/bin/sh\nsleep 0.3\necho '{\"user\":\"checked\"}' > \"$2\"\n"));
+  add(&isolatorParameters, "isolator_usage_command",
+      script(dir, "usage.sh", "#!/bin/sh\nsleep 0.3\necho '{\"cpus_limit\":2}' > \"$2\"\n"));
+  add(&isolatorParameters, "isolator_isolate_command", script(dir, "isolate.sh", "#!/bin/sh\nsleep 0.3\nexit 3\n"));
+  mesos::slave::Isolator* isolator = isolatorModule->create(isolatorParameters);
+  check(isolator != nullptr, "the isolator is created");
+
+  mesos::ContainerID id;
+  id.set_value("shim-check");
+  mesos::slave::ContainerConfig config;
+  config.set_directory(dir);
+  config.mutable_command_info();
+
+  process::Future<Option<mesos::slave::ContainerLaunchInfo>> prepared = isolator->prepare(id, config);
+  check(continuedInLibprocess(prepared), "prepare's future completes in a libprocess context");
+  check(prepared.isReady() && prepared->isSome() && prepared->get().user() == "checked",
+        "prepare returns the command's ContainerLaunchInfo");
+
+  process::Future<mesos::ResourceStatistics> usage = isolator->usage(id);
+  check(continuedInLibprocess(usage), "usage's future completes in a libprocess context");
+  check(usage.isReady() && usage->cpus_limit() == 2, "usage returns the command's statistics");
+
+  process::Future<Nothing> isolated = isolator->isolate(id, 1);
+  check(continuedInLibprocess(isolated), "a failing isolate's future fails in a libprocess context");
+  check(isolated.isFailed() && isolated.failure().find("exited with return code 3") != std::string::npos,
+        "isolate fails with the command's exit code", isolated.isFailed() ? isolated.failure() : "");
+
+  mesos::Parameters hookParameters;
+  add(&hookParameters, "module_name", "shim_check_hook");
+  add(&hookParameters, "temp_dir", dir);
+  add(&hookParameters, "hook_slave_pre_launch_docker_task_executor_decorator_command",
+      script(dir, "docker.sh", "#!/bin/sh\nsleep 0.3\necho '{}' > \"$2\"\n"));
+  mesos::Hook* hook = hookModule->create(hookParameters);
+  check(hook != nullptr, "the hook is created");
+  mesos::ExecutorInfo executor;
+  executor.mutable_executor_id()->set_value("e");
+  executor.mutable_command();
+  process::Future<Option<mesos::DockerTaskExecutorPrepareInfo>> decorated =
+      hook->slavePreLaunchDockerTaskExecutorDecorator(None(), executor, "c", "/w", "/s", None());
+  check(continuedInLibprocess(decorated), "the docker decorator's future completes in a libprocess context");
+
+  delete hook;
+  delete isolator;
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
