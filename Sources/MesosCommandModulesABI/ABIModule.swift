@@ -14,6 +14,7 @@ final class ABIModule: Sendable {
 
     let instance: Instance
     let log: LogSink
+    let latency: LatencySink
     /// The module_name as a C string, for `mcm_module_name`; freed with the module.
     nonisolated(unsafe) let name: UnsafeMutablePointer<CChar>
     private let running = Mutex<[UInt64: RunningEvent]>([:])
@@ -33,7 +34,7 @@ final class ABIModule: Sendable {
 
     static func makeToken() -> UInt64 { nextToken.wrappingAdd(1, ordering: .relaxed).oldValue }
 
-    init(instance: Instance, name: String, log: LogSink) {
+    init(instance: Instance, name: String, log: LogSink, latency: LatencySink) {
         self.instance = instance
         self.name = name.withCString { source in
             let copy = UnsafeMutablePointer<CChar>.allocate(capacity: strlen(source) + 1)
@@ -41,6 +42,7 @@ final class ABIModule: Sendable {
             return copy
         }
         self.log = log
+        self.latency = latency
     }
 
     deinit { name.deallocate() }
@@ -90,6 +92,31 @@ final class ABIModule: Sendable {
         }
         for event in running.withLock({ Array($0.values) }) { event.reply.send(.cancelled) }
     }
+}
+
+/// Where a module's command latencies go: the shim's callback until the module is destroyed, then nowhere.
+final class LatencySink: Sendable {
+    private struct Target: @unchecked Sendable {
+        var callback: mcm_latency_callback
+        var context: UnsafeMutableRawPointer?
+    }
+
+    private let target: Mutex<Target?>
+
+    init(callback: mcm_latency_callback?, context: UnsafeMutableRawPointer?) {
+        target = Mutex(callback.map { Target(callback: $0, context: context) })
+    }
+
+    var observer: LatencyObserver {
+        { [self] event, milliseconds in
+            target.withLock { target in
+                guard let target else { return }
+                event.key.withCString { target.callback(target.context, $0, milliseconds) }
+            }
+        }
+    }
+
+    func close() { target.withLock { $0 = nil } }
 }
 
 /// Where a module's log lines go: the shim's callback until the module is destroyed, then nowhere.

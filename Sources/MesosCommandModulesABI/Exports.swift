@@ -9,7 +9,7 @@ import Synchronization
 @_cdecl("mcm_module_create")
 public func mcm_module_create(
     _ kind: mcm_kind, _ keys: UnsafePointer<UnsafePointer<CChar>?>?, _ values: UnsafePointer<UnsafePointer<CChar>?>?,
-    _ count: Int, _ log: mcm_log_callback?, _ logContext: UnsafeMutableRawPointer?,
+    _ count: Int, _ callbacks: UnsafePointer<mcm_callbacks>?,
     _ error: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
 ) -> OpaquePointer? {
     var parameters: [(key: String, value: String)] = []
@@ -18,7 +18,8 @@ public func mcm_module_create(
         parameters.append((String(cString: key), String(cString: value)))
     }
     let moduleKind: ModuleKind = kind == MCM_KIND_ISOLATOR ? .isolator : .hook
-    let sink = LogSink(callback: log, context: logContext)
+    let sink = LogSink(callback: callbacks?.pointee.log, context: callbacks?.pointee.context)
+    let latency = LatencySink(callback: callbacks?.pointee.latency, context: callbacks?.pointee.context)
     do {
         let configuration = try ModuleConfiguration(kind: moduleKind, parameters: parameters)
         for warning in configuration.warnings {
@@ -29,10 +30,13 @@ public func mcm_module_create(
         }
         let instance: ABIModule.Instance
         switch moduleKind {
-        case .hook: instance = .hook(try HookModule(configuration: configuration, logger: sink.logger))
-        case .isolator: instance = .isolator(try IsolatorModule(configuration: configuration, logger: sink.logger))
+        case .hook:
+            instance = .hook(try HookModule(configuration: configuration, logger: sink.logger, latencyObserver: latency.observer))
+        case .isolator:
+            instance = .isolator(try IsolatorModule(
+                configuration: configuration, logger: sink.logger, latencyObserver: latency.observer))
         }
-        let module = ABIModule(instance: instance, name: configuration.moduleName, log: sink)
+        let module = ABIModule(instance: instance, name: configuration.moduleName, log: sink, latency: latency)
         return OpaquePointer(Unmanaged.passRetained(module).toOpaque())
     } catch let failure as ConfigurationError {
         error?.pointee = strdup(failure.description)  // NULL if out of memory: the header allows it
@@ -49,6 +53,7 @@ public func mcm_module_destroy(_ module: OpaquePointer?) {
     let instance = unmanaged.takeUnretainedValue()
     instance.cancelAll(waitingUpTo: instance.configuration.gracePeriod + ABIModule.destroyMargin)
     instance.log.close()
+    instance.latency.close()
     unmanaged.release()
 }
 
@@ -73,9 +78,8 @@ public func mcm_module_metric(_ module: OpaquePointer?, _ eventKey: UnsafePointe
     case MCM_METRIC_CALLS: return Double(metrics.calls)
     case MCM_METRIC_FAILURES: return Double(metrics.failures)
     case MCM_METRIC_TIMEOUTS: return Double(metrics.timeouts)
-    case MCM_METRIC_LATENCY_MEAN_MS: return metrics.meanSeconds * 1000
-    case MCM_METRIC_LATENCY_MAX_MS: return metrics.maxSeconds * 1000
-    case MCM_METRIC_LATENCY_LAST_MS: return metrics.lastSeconds * 1000
+    case MCM_METRIC_SKIPPED: return Double(metrics.skipped)
+    case MCM_METRIC_WORKER_RESTARTS: return Double(metrics.workerRestarts)
     default: return 0
     }
 }

@@ -73,7 +73,11 @@ struct Run: AsyncParsableCommand {
         let result: String?
         do {
             if event.kind == .hook {
-                result = try await HookModule(configuration: configuration, logger: logger).run(event, envelope: envelope)
+                let hook = try HookModule(configuration: configuration, logger: logger)
+                if let decision = hook.decision(for: event, envelope: envelope), !decision.matched {
+                    printError("skipped: \(event.key)_when \(decision.reason): the agent would not run the command (no change)")
+                }
+                result = try await hook.run(event, envelope: envelope)
             } else {
                 let isolator = try IsolatorModule(configuration: configuration, logger: logger)
                 if event.isPerContainer && event != .prepare {
@@ -84,6 +88,10 @@ struct Run: AsyncParsableCommand {
                     try await recover(isolator, envelope)
                 } else {
                     result = try await isolator.run(event, envelope: envelope)
+                }
+                let id = envelope.value("container_id").flatMap(ContainerID.init)
+                if event.isPerContainer, let id, let reason = isolator.skipReason(event, containerID: id) {
+                    printError("skipped: \(event.key)_when \(reason): the agent would not run the command for this container")
                 }
             }
         } catch let error as EventError {

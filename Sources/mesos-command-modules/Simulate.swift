@@ -45,7 +45,9 @@ struct Simulate: AsyncParsableCommand {
                 print("\nHook module '\(configuration.moduleName)' (\(entry.name))")
                 let hook = try HookModule(configuration: configuration, logger: logger)
                 for event in Event.allCases where event.kind == .hook {
-                    await report.step(event, configuration, SampleEnvelopes.envelope(for: event)) {
+                    let envelope = SampleEnvelopes.envelope(for: event)
+                    let skipped = hook.decision(for: event, envelope: envelope).flatMap { $0.matched ? nil : $0.reason }
+                    await report.step(event, configuration, envelope, skipped: { skipped }) {
                         try await hook.run(event, envelope: $0)
                     }
                 }
@@ -71,8 +73,10 @@ struct Simulate: AsyncParsableCommand {
         let b = #"{"value":"check-1","parent":{"value":"9b8c7d6e-5f4a-4b3c-8d2e-1f0a9b8c7d6e"}}"#
 
         print("  Container A: \(ContainerIDText(a))")
+        let idA = ContainerID(path: [ContainerIDText(a)])
         for event in [Event.prepare, .isolate] {
-            await report.step(event, configuration, SampleEnvelopes.envelope(for: event, containerID: a)) {
+            await report.step(event, configuration, SampleEnvelopes.envelope(for: event, containerID: a),
+                              skipped: { isolator.skipReason(event, containerID: idA) }) {
                 try await isolator.run(event, envelope: $0)
             }
         }
@@ -82,12 +86,15 @@ struct Simulate: AsyncParsableCommand {
                 fclose(fopen(limitDirectory + "/" + ContainerIDText(a), "w"))
             }
             await report.step(.watch, configuration, SampleEnvelopes.envelope(for: .watch, containerID: a),
-                              label: "isolator_watch #\(tick)", emptyMeaning: "no limitation, keep polling") {
+                              label: "isolator_watch #\(tick)", emptyMeaning: "no limitation, keep polling",
+                              skipped: { isolator.skipReason(.watch, containerID: idA) }) {
                 try await isolator.run(.watch, envelope: $0)
             }
         }
         for event in [Event.usage, .usage, .update, .status, .cleanup] {
-            await report.step(event, configuration, SampleEnvelopes.envelope(for: event, containerID: a)) {
+            let reason = isolator.skipReason(event, containerID: idA)  // before cleanup forgets the container
+            await report.step(event, configuration, SampleEnvelopes.envelope(for: event, containerID: a),
+                              skipped: { reason }) {
                 try await isolator.run(event, envelope: $0)
             }
         }
@@ -147,17 +154,23 @@ struct Report {
     }
 
     mutating func step(_ event: Event, _ configuration: ModuleConfiguration, _ envelope: Envelope, label: String? = nil,
-                       emptyMeaning: String? = nil, _ body: (Envelope) async throws -> String?) async {
+                       emptyMeaning: String? = nil, skipped: () -> String? = { nil },
+                       _ body: (Envelope) async throws -> String?) async {
         steps += 1
         let name = label ?? event.key
         guard let command = configuration.command(for: event) else {
             print("    -  \(name): not configured")
             return
         }
+
         let start = ContinuousClock.now
         let outcome: String
         do {
             let result = try await body(envelope)
+            if let reason = skipped() {
+                print("    -  \(name): skipped, no process started: \(event.key)_when \(reason)")
+                return
+            }
             if let result {
                 outcome = verbose ? "\n" + ((try? JSONValue(parsing: result).prettyText) ?? result) : truncate(result)
             } else {
@@ -180,9 +193,9 @@ struct Report {
     func metrics(_ metrics: ModuleMetrics) {
         let snapshot = metrics.snapshot().sorted { $0.key.key < $1.key.key }
         guard !snapshot.isEmpty else { return }
-        print("    metrics (calls/failures/timeouts, mean latency):")
+        print("    metrics (calls/failures/timeouts/skipped, mean latency):")
         for (event, value) in snapshot {
-            print("      \(event.key.padding(52)) \(value.calls)/\(value.failures)/\(value.timeouts)  \(formatMilliseconds(.milliseconds(Int64(value.meanSeconds * 1_000_000)) / 1000))")
+            print("      \(event.key.padding(52)) \(value.calls)/\(value.failures)/\(value.timeouts)/\(value.skipped)  \(formatMilliseconds(.milliseconds(Int64(value.meanSeconds * 1_000_000)) / 1000))")
         }
     }
 }

@@ -47,6 +47,10 @@ struct Validate: ParsableCommand {
                     print("ok    \(label): \(commands.count) command(s)")
                     for command in commands {
                         print("        \(command.event.key) → \(command.path) (timeout \(command.timeout)s, on failure: \(command.failurePolicy.rawValue))")
+                        if let rule = command.rule {
+                            print("          when \(rule.text)")
+                            print("            = runs only when \(rule.reading)")
+                        }
                     }
                     for note in configuration.notes { print("        note: \(note)") }
                 }

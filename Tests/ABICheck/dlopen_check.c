@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
         printf("cannot dlopen: %s\n0 passed, 1 failed\n", dlerror());
         return 1;
     }
-    mcm_module *(*create)(mcm_kind, const char *const *, const char *const *, size_t, mcm_log_callback, void *,
+    mcm_module *(*create)(mcm_kind, const char *const *, const char *const *, size_t, const mcm_callbacks *,
                           char **) = dlsym(library, "mcm_module_create");
     uint64_t (*run)(mcm_module *, const char *, const mcm_fragment *, size_t, mcm_result_callback, void *) =
         dlsym(library, "mcm_run_event");
@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
     const char *keys[] = {"module_name", "hook_slave_executor_environment_decorator_command"};
     const char *values[] = {"dlopen_check", script};
     char *error = NULL;
-    mcm_module *module = create(MCM_KIND_HOOK, keys, values, 2, NULL, NULL, &error);
+    mcm_module *module = create(MCM_KIND_HOOK, keys, values, 2, NULL, &error);
     if (!module) {
         printf("create: %s\n0 passed, 1 failed\n", error);
         return 1;

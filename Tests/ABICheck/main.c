@@ -115,8 +115,24 @@ static char *script(const char *name, const char *body) {
     return path;
 }
 
+/* Command latencies, counted (with the last event key and value). */
+static int latencies, latencies_after_destroy;
+static char last_latency_event[128];
+static double last_latency;
+
+static void on_latency(void *context, const char *event_key, double milliseconds) {
+    (void)context;
+    pthread_mutex_lock(&log_mutex);
+    latencies++;
+    if (destroyed) latencies_after_destroy++;
+    snprintf(last_latency_event, sizeof last_latency_event, "%s", event_key);
+    last_latency = milliseconds;
+    pthread_mutex_unlock(&log_mutex);
+}
+
 static mcm_module *create(mcm_kind kind, const char **keys, const char **values, size_t count, char **error) {
-    return mcm_module_create(kind, keys, values, count, on_log, NULL, error);
+    mcm_callbacks callbacks = {on_log, on_latency, NULL};
+    return mcm_module_create(kind, keys, values, count, &callbacks, error);
 }
 
 static mcm_fragment fragment(const char *key, const char *json) {
@@ -208,8 +224,17 @@ static void check_hooks(void) {
     CHECK(logged > 0, "hook: debug log lines reach the log callback", "%d lines", logged);
     CHECK(mcm_module_metric(m, "hook_slave_run_task_label_decorator", MCM_METRIC_CALLS) == 1 &&
               mcm_module_metric(m, "hook_slave_remove_executor_hook", MCM_METRIC_FAILURES) == 1 &&
-              mcm_module_metric(m, "hook_slave_run_task_label_decorator", MCM_METRIC_LATENCY_MEAN_MS) > 0,
+              mcm_module_metric(m, "hook_slave_run_task_label_decorator", MCM_METRIC_SKIPPED) == 0 &&
+              mcm_module_metric(m, "no_such_event", MCM_METRIC_CALLS) == 0,
           "hook: metrics", "calls %f", mcm_module_metric(m, "hook_slave_run_task_label_decorator", MCM_METRIC_CALLS));
+    pthread_mutex_lock(&log_mutex);
+    int measured = latencies;
+    double last = last_latency;
+    char last_event[128];
+    snprintf(last_event, sizeof last_event, "%s", last_latency_event);
+    pthread_mutex_unlock(&log_mutex);
+    CHECK(measured == 2 && strcmp(last_event, "hook_slave_remove_executor_hook") == 0 && last > 0 && last < 10000,
+          "hook: each command run's latency reaches the latency callback", "%d %s %f", measured, last_event, last);
     mcm_module_destroy(m);
 }
 
@@ -309,7 +334,8 @@ static void check_isolator(void) {
     pthread_mutex_unlock(&log_mutex);
     CHECK(last.calls == 1, "isolator: destroy delivers the running watch's callback first", "calls %d", last.calls);
     usleep(300 * 1000);
-    CHECK(log_lines_after_destroy == 0, "isolator: no log line after destroy", "%d", log_lines_after_destroy);
+    CHECK(log_lines_after_destroy == 0 && latencies_after_destroy == 0, "isolator: no log line nor latency after destroy",
+          "%d %d", log_lines_after_destroy, latencies_after_destroy);
 }
 
 static double now_seconds(void) {

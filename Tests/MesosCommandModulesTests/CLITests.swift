@@ -18,9 +18,12 @@ import Testing
     @Test func simulateRunsTheBundledExamples() {
         let result = runCLI(["simulate"])
         #expect(result.status == 0, "\(result.stderr)")
-        for event in Event.allCases {
+        for event in Event.allCases where event != .slavePostFetchHook {
             #expect(result.stdout.contains("✓  \(event.key)"), "no step for \(event.key)")
         }
+        // The example's post-fetch hook runs for nested containers only (hook_slave_post_fetch_hook_when).
+        #expect(result.stdout.contains("-  hook_slave_post_fetch_hook: skipped, no process started: "
+            + "hook_slave_post_fetch_hook_when 'nested=true' does not hold (nested: 'false')"))
         #expect(result.stdout.contains("container B restored after the restart: yes"))
         #expect(result.stdout.contains("state files after cleanup: none"))
         #expect(result.stdout.contains("{\"message\":\"example limit reached\""))
@@ -42,6 +45,23 @@ import Testing
         #expect(result.stdout.contains("FAIL  com_criteo_mesos_CommandIsolator (module_name 'edge')"))
         #expect(result.stdout.contains("error: parameter 'isolator_prepar_command': unknown parameter (did you mean 'isolator_prepare_command'?)"))
         #expect(result.stdout.contains("error: parameter 'isolator_cleanup_command': '\(plain)' is not executable (chmod +x)"))
+    }
+
+    @Test func validatePrintsEachRuleAsItUnderstoodIt() {
+        let result = runCLI(["validate", "examples/modules.json"])
+        #expect(result.stdout.contains("\n          when label:team~search|ml; role=web\n"), "\(result.stdout)")
+        #expect(result.stdout.contains("\n            = runs only when the task's or executor's label 'team' matches "
+            + "/search|ml/ and a role (the framework's, or its resources' allocation) is 'web'\n"))
+    }
+
+    @Test func runSaysWhenAnEventWasSkippedByItsRuleAndWhy() {
+        let script = sandbox.script("usage.sh", "#!/bin/sh\necho '{\"cpus_limit\":1}' > \"$2\"\n")
+        let path = manifest([("module_name", "m"), ("isolator_usage_command", script), ("isolator_usage_when", "label:team=ml")])
+        let result = runCLI(["run", "isolator_usage", "--manifest", path, "--module", "m"])
+        #expect(result.status == 0)
+        #expect(result.stderr.contains("skipped: isolator_usage_when 'label:team=ml' does not hold (the task's or executor's "
+            + "label 'team': 'search'): the agent would not run the command for this container"), "\(result.stderr)")
+        #expect(!result.stdout.contains("cpus_limit"))
     }
 
     @Test func validateReportsDuplicateModuleNames() {

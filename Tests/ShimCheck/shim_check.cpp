@@ -18,6 +18,7 @@
 #include <mesos/slave/isolator.hpp>
 
 #include <process/future.hpp>
+#include <process/metrics/metrics.hpp>
 #include <process/process.hpp>
 
 #include <stout/duration.hpp>
@@ -119,6 +120,23 @@ int main(int argc, char** argv)
   process::Future<mesos::ResourceStatistics> usage = isolator->usage(id);
   check(continuedInLibprocess(usage), "usage's future completes in a libprocess context");
   check(usage.isReady() && usage->cpus_limit() == 2, "usage returns the command's statistics");
+
+  // The module's metrics, in Mesos' conventions: counters, and a timer with its percentiles (libprocess reports
+  // them from two values on).
+  isolator->usage(id).await(Seconds(20));
+  process::Future<std::map<std::string, double>> snapshot = process::metrics::snapshot(None());
+  snapshot.await(Seconds(10));
+  const std::string prefix = "command_modules/shim_check/isolator_usage/";
+  std::map<std::string, double> metrics = snapshot.isReady() ? snapshot.get() : std::map<std::string, double>();
+  check(metrics[prefix + "calls"] == 2 && metrics[prefix + "failures"] == 0 && metrics.count(prefix + "skipped") == 1 &&
+            metrics.count(prefix + "timeouts") == 1,
+        "the counters are in the metrics snapshot");
+  check(metrics[prefix + "latency_ms/count"] == 2 && metrics[prefix + "latency_ms/p50"] >= 300 &&
+            metrics[prefix + "latency_ms/p99"] >= 300 && metrics[prefix + "latency_ms/max"] >= 300 &&
+            metrics.count(prefix + "latency_ms/p999") == 1 && metrics.count(prefix + "latency_ms/min") == 1 &&
+            metrics[prefix + "latency_ms"] >= 300,
+        "the latency is a timer with its percentiles, as libprocess reports them",
+        std::to_string(metrics[prefix + "latency_ms/p50"]));
 
   process::Future<Nothing> isolated = isolator->isolate(id, 1);
   check(continuedInLibprocess(isolated), "a failing isolate's future fails in a libprocess context");

@@ -8,10 +8,22 @@
 #include <process/id.hpp>
 #include <process/metrics/metrics.hpp>
 
+#include <stout/synchronized.hpp>
+
 namespace criteo {
 namespace mesos {
 
 namespace {
+
+// A command's latency, into its event's timer (the map is read-only once events run).
+void recordLatency(void* context, const char* event, double milliseconds)
+{
+  Engine::Timers* timers = static_cast<Engine::Timers*>(context);
+  auto timer = timers->byEvent.find(event);
+  if (timer != timers->byEvent.end()) {
+    timer->second.record(milliseconds);
+  }
+}
 
 // The engine's log lines, into the agent's log.
 void logLine(void*, mcm_log_level level, const char* message, size_t length)
@@ -83,12 +95,40 @@ const char* const EVENTS[] = {
   "isolator_isolate", "isolator_watch", "isolator_update", "isolator_usage", "isolator_status",
   "isolator_cleanup"};
 
-const std::pair<mcm_metric, const char*> METRICS[] = {
+const std::pair<mcm_metric, const char*> COUNTERS[] = {
   {MCM_METRIC_CALLS, "calls"}, {MCM_METRIC_FAILURES, "failures"}, {MCM_METRIC_TIMEOUTS, "timeouts"},
-  {MCM_METRIC_LATENCY_MEAN_MS, "latency_mean_ms"}, {MCM_METRIC_LATENCY_MAX_MS, "latency_max_ms"},
-  {MCM_METRIC_LATENCY_LAST_MS, "latency_last_ms"}};
+  {MCM_METRIC_SKIPPED, "skipped"}};
+
+// The window of the latency percentiles, as Mesos' own timers (e.g. the allocator's) use.
+const Duration LATENCY_WINDOW = Hours(1);
 
 } // namespace {
+
+
+LatencyTimer::LatencyTimer(const std::string& name, const Duration& window)
+  : Metric(name, window), last_(new Last()) {}
+
+
+process::Future<double> LatencyTimer::value() const
+{
+  Option<double> value;
+  synchronized (last_->lock) {
+    value = last_->value;
+  }
+  if (value.isNone()) {
+    return process::Failure("No value");
+  }
+  return value.get();
+}
+
+
+void LatencyTimer::record(double milliseconds)
+{
+  synchronized (last_->lock) {
+    last_->value = milliseconds;
+  }
+  push(milliseconds);
+}
 
 
 Try<std::shared_ptr<Engine>> Engine::create(
@@ -100,22 +140,24 @@ Try<std::shared_ptr<Engine>> Engine::create(
     keys.push_back(parameter.key().c_str());
     values.push_back(parameter.value().c_str());
   }
+  std::unique_ptr<Timers> timers(new Timers());
+  const mcm_callbacks callbacks = {logLine, recordLatency, timers.get()};
   char* error = nullptr;
   mcm_module* module = mcm_module_create(
-      kind, keys.data(), values.data(), keys.size(), logLine, nullptr, &error);
+      kind, keys.data(), values.data(), keys.size(), &callbacks, &error);
   if (module == nullptr) {
     std::string message = error != nullptr ? error : "unknown error";
     mcm_free(error);
     return Error(message);
   }
-  std::shared_ptr<Engine> engine(new Engine(module, mcm_module_name(module)));
+  std::shared_ptr<Engine> engine(new Engine(module, mcm_module_name(module), std::move(timers)));
   engine->registerMetrics();
   return engine;
 }
 
 
-Engine::Engine(mcm_module* module, std::string name)
-  : module_(module), name_(std::move(name)), completions_(new Completions())
+Engine::Engine(mcm_module* module, std::string name, std::unique_ptr<Timers> timers)
+  : module_(module), name_(std::move(name)), timers_(std::move(timers)), completions_(new Completions())
 {
   process::spawn(completions_.get());
 }
@@ -125,6 +167,9 @@ Engine::~Engine()
 {
   for (const process::metrics::PullGauge& gauge : gauges_) {
     process::metrics::remove(gauge);
+  }
+  for (const auto& timer : timers_->byEvent) {
+    process::metrics::remove(timer.second);
   }
   // Every event's callback has been called when this returns; the completions it dispatched are still queued:
   // terminate after them (inject = false), so that no promise is left pending.
@@ -140,7 +185,9 @@ bool Engine::handles(const std::string& event) const
 }
 
 
-// Per configured event: command_modules/<module_name>/<event>/{calls,failures,timeouts,latency_*_ms}.
+// Per configured event, in Mesos' conventions: the counters command_modules/<module_name>/<event>/{calls,
+// failures,timeouts,skipped} and the timer command_modules/<module_name>/<event>/latency_ms (with its
+// percentiles). Called before any event runs: the timers' map is read-only afterwards.
 void Engine::registerMetrics()
 {
   std::weak_ptr<Engine> self = shared_from_this();
@@ -148,11 +195,12 @@ void Engine::registerMetrics()
     if (!handles(event)) {
       continue;
     }
-    for (const auto& metric : METRICS) {
+    const std::string prefix = "command_modules/" + name_ + "/" + event + "/";
+    for (const auto& counter : COUNTERS) {
       const std::string key = event;
-      const mcm_metric which = metric.first;
+      const mcm_metric which = counter.first;
       process::metrics::PullGauge gauge(
-          "command_modules/" + name_ + "/" + key + "/" + metric.second,
+          prefix + counter.second,
           [self, key, which]() -> process::Future<double> {
             std::shared_ptr<Engine> engine = self.lock();
             return engine ? mcm_module_metric(engine->module_, key.c_str(), which) : 0.0;
@@ -160,6 +208,9 @@ void Engine::registerMetrics()
       process::metrics::add(gauge);
       gauges_.push_back(gauge);
     }
+    LatencyTimer timer(prefix + "latency_ms", LATENCY_WINDOW);
+    process::metrics::add(timer);
+    timers_->byEvent.put(event, timer);
   }
 }
 

@@ -3,6 +3,7 @@
 #ifndef MESOS_COMMAND_MODULES_ENGINE_HPP
 #define MESOS_COMMAND_MODULES_ENGINE_HPP
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -14,11 +15,14 @@
 #include <mesos/mesos.hpp>
 
 #include <process/future.hpp>
+#include <process/metrics/metric.hpp>
 #include <process/metrics/pull_gauge.hpp>
 #include <process/id.hpp>
 #include <process/owned.hpp>
 #include <process/process.hpp>
 
+#include <stout/duration.hpp>
+#include <stout/hashmap.hpp>
 #include <stout/json.hpp>
 #include <stout/option.hpp>
 #include <stout/protobuf.hpp>
@@ -32,6 +36,31 @@ namespace mesos {
 
 // An event's input envelope: (key, JSON text) pairs.
 using Fragments = std::vector<std::pair<std::string, std::string>>;
+
+
+// A latency histogram in libprocess' metrics, fed one value at a time by the engine: /metrics/snapshot shows it
+// exactly as a process::metrics::Timer<Milliseconds> — `<name>` (the last value) and, over `window`,
+// `<name>/count`, `/min`, `/max`, `/p50`, `/p90`, `/p95`, `/p99`, `/p999`, `/p9999`. (A Timer itself can only
+// time what it starts or a Future; the engine measures each command and reports the value.)
+class LatencyTimer : public process::metrics::Metric
+{
+public:
+  LatencyTimer(const std::string& name, const Duration& window);
+
+  process::Future<double> value() const override;
+
+  // Records one latency, in milliseconds. Thread-safe.
+  void record(double milliseconds);
+
+private:
+  struct Last
+  {
+    std::atomic_flag lock = ATOMIC_FLAG_INIT;
+    Option<double> value;
+  };
+
+  std::shared_ptr<Last> last_;
+};
 
 class Engine : public std::enable_shared_from_this<Engine>
 {
@@ -65,12 +94,19 @@ public:
     Completions() : ProcessBase(process::ID::generate("command-modules-completions")) {}
   };
 
+  // The latency timers of the module's events, by event key; filled before any event runs, read-only after.
+  struct Timers
+  {
+    hashmap<std::string, LatencyTimer> byEvent;
+  };
+
 private:
-  Engine(mcm_module* module, std::string name);
+  Engine(mcm_module* module, std::string name, std::unique_ptr<Timers> timers);
   void registerMetrics();
 
   mcm_module* module_;
   std::string name_;
+  std::unique_ptr<Timers> timers_;
   std::vector<process::metrics::PullGauge> gauges_;
   process::Owned<Completions> completions_;
 };

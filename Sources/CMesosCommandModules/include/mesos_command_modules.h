@@ -48,13 +48,18 @@ typedef enum {
     MCM_LOG_ERROR = 3
 } mcm_log_level;
 
+/* Counters of one event of a module, since it was created. */
 typedef enum {
+    /* Commands run (each watch run counts). */
     MCM_METRIC_CALLS = 0,
+    /* Commands that failed, timeouts included, whatever the failure policy did with the failure. */
     MCM_METRIC_FAILURES = 1,
+    /* Commands stopped because they took too long (or waited too long for a slot or a worker). */
     MCM_METRIC_TIMEOUTS = 2,
-    MCM_METRIC_LATENCY_MEAN_MS = 3,
-    MCM_METRIC_LATENCY_MAX_MS = 4,
-    MCM_METRIC_LATENCY_LAST_MS = 5
+    /* Events whose command did not run because the event's `when` rule did not match. */
+    MCM_METRIC_SKIPPED = 3,
+    /* Worker mode: workers stopped after a failure while serving this event (a fresh one starts). */
+    MCM_METRIC_WORKER_RESTARTS = 4
 } mcm_metric;
 
 /* One member of an event's input envelope: `key` (NUL-terminated) and its JSON text (with its length). */
@@ -67,6 +72,17 @@ typedef struct {
 /* Receives each log line of a module; `message` is borrowed. Called from engine threads. */
 typedef void (*mcm_log_callback)(void *context, mcm_log_level level, const char *message, size_t length);
 
+/* Receives the duration of each command run, in milliseconds, as it ends (for a latency histogram such as
+   libprocess' Timer); `event_key` is borrowed. Called from engine threads. */
+typedef void (*mcm_latency_callback)(void *context, const char *event_key, double milliseconds);
+
+/* What a module calls back besides an event's result. Every member may be NULL. */
+typedef struct {
+    mcm_log_callback log;
+    mcm_latency_callback latency;
+    void *context;
+} mcm_callbacks;
+
 /* Receives an event's outcome, exactly once per mcm_run_event: from an engine thread, or from the calling
    thread, before mcm_run_event returns, when the event is refused before it starts (no module, unknown event
    key); or from the thread in mcm_module_destroy (see there). `data` is borrowed. The callback must not call
@@ -75,13 +91,14 @@ typedef void (*mcm_result_callback)(void *context, mcm_status status, const char
 
 /*
  * Creates a module from its manifest parameters (`count` NUL-terminated keys and values).
- * `log` (may be NULL) receives the module's log lines with `log_context`; it must stay callable until
- * mcm_module_destroy returns.
+ * `callbacks` (may be NULL; copied) receive the module's log lines and command latencies with their
+ * `context`; they must stay callable until mcm_module_destroy returns. Warnings and notes about the
+ * parameters are logged before this returns.
  * Returns NULL on bad parameters and sets `*error` (if `error` is not NULL) to a malloc'd, NUL-terminated
  * message naming the module and each key at fault; release it with mcm_free.
  */
 mcm_module *mcm_module_create(mcm_kind kind, const char *const *keys, const char *const *values, size_t count,
-                              mcm_log_callback log, void *log_context, char **error);
+                              const mcm_callbacks *callbacks, char **error);
 
 /*
  * Destroys a module. What happens to events still running, in order:
@@ -119,7 +136,7 @@ uint64_t mcm_run_event(mcm_module *module, const char *event_key, const mcm_frag
    are ignored. */
 void mcm_cancel(mcm_module *module, uint64_t token);
 
-/* A metric of one event of the module, for /metrics/snapshot. */
+/* A counter of one event of the module, for /metrics/snapshot (0 for an unknown event or metric). */
 double mcm_module_metric(const mcm_module *module, const char *event_key, mcm_metric metric);
 
 /* Releases memory this library returned as malloc'd. */

@@ -9,13 +9,21 @@ public struct CommandConfiguration: Sendable, Equatable {
     public var timeout: Double
     /// `<key>_failure_policy`: `fail` or `ignore`; the default depends on the event.
     public var failurePolicy: FailurePolicy
+    /// `<key>_when`: the command runs only for events (or, for isolators, containers) the rule matches.
+    public var rule: Rule?
 
     public init(event: Event, path: String, timeout: Double = ModuleConfiguration.defaultTimeout,
-                failurePolicy: FailurePolicy? = nil) {
+                failurePolicy: FailurePolicy? = nil, rule: Rule? = nil) {
         self.event = event
         self.path = path
         self.timeout = timeout
         self.failurePolicy = failurePolicy ?? event.defaultFailurePolicy
+        self.rule = rule
+    }
+
+    public static func == (lhs: CommandConfiguration, rhs: CommandConfiguration) -> Bool {
+        lhs.event == rhs.event && lhs.path == rhs.path && lhs.timeout == rhs.timeout
+            && lhs.failurePolicy == rhs.failurePolicy && lhs.rule?.text == rhs.rule?.text
     }
 }
 

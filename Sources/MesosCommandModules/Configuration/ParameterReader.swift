@@ -10,7 +10,7 @@ struct ParameterReader {
     var warnings: [ConfigurationIssue] = []
     var notes: [ConfigurationIssue] = []
 
-    static let commandSuffixes = ["_command", "_timeout", "_failure_policy"]
+    static let commandSuffixes = ["_command", "_timeout", "_failure_policy", "_when"]
     static let globalKeys = [
         "module_name", "debug", "isolator_watch_frequence", "isolator_watch_frequency", "grace_period", "state_dir",
         "temp_dir", "output_max_bytes", "max_in_flight",
@@ -182,11 +182,44 @@ struct ParameterReader {
             policy = FailurePolicy(rawValue: text)
             if policy == nil { error(event.key + "_failure_policy", "'\(text)' is not a failure policy (fail or ignore)") }
         }
+        let rule = rule(event)
         // An empty command is "not handled", as in the seed.
-        guard let given = values[commandKey], !given.isEmpty else { return nil }
+        guard let given = values[commandKey], !given.isEmpty else {
+            if rule != nil {
+                warnings.append(ConfigurationIssue(key: event.key + "_when", message: "\(commandKey) is not set: the rule has nothing to decide"))
+            }
+            return nil
+        }
         guard let path = resolve(given, key: commandKey) else { return nil }
         if let problem = ExecutableCheck.problem(with: path) { error(commandKey, "'\(given)' \(problem)") }
-        return CommandConfiguration(event: event, path: path, timeout: timeout, failurePolicy: policy)
+        return CommandConfiguration(event: event, path: path, timeout: timeout, failurePolicy: policy, rule: rule)
+    }
+
+    /// `<event>_when`: parsed, and checked against what the event's input holds.
+    mutating func rule(_ event: Event) -> Rule? {
+        let key = event.key + "_when"
+        guard let text = values[key] else { return nil }
+        let rule: Rule
+        do {
+            rule = try Rule(parsing: text)
+        } catch {
+            self.error(key, "'\(text)' does not parse: \(error)")
+            return nil
+        }
+        let available = event.ruleProperties
+        guard !available.isEmpty else {
+            self.error(key, event == .recover
+                ? "recover concerns every container at once: a rule cannot apply"
+                : "this event concerns the agent, not a task or a container: a rule cannot apply")
+            return nil
+        }
+        for property in rule.properties where !available.contains(property.kind) {
+            let can = rule.properties.isEmpty ? "" : Rule.Property.names(of: available)
+            self.error(key, "'\(property.name)' cannot be tested for \(event.key): its input does not hold it "
+                + "(it can test \(can))")
+            return nil
+        }
+        return rule
     }
 
     /// A command without a `/` is looked up in PATH now, once, as the C++ module's execvpe did per run;

@@ -24,13 +24,13 @@ struct EventRunner: Sendable {
     static let consoleLinesLogged = 100
     static let consoleLineLength = 2000
 
-    init(configuration: ModuleConfiguration, logger: Logger) throws(CommandError.Setup) {
+    init(configuration: ModuleConfiguration, logger: Logger, metrics: ModuleMetrics = ModuleMetrics()) throws(CommandError.Setup) {
         self.configuration = configuration
         self.runner = try CommandRunner(
             temporaryDirectory: configuration.temporaryDirectory, moduleName: configuration.moduleName,
             gracePeriod: configuration.gracePeriod, outputMaxBytes: configuration.outputMaxBytes, logger: logger)
         self.logger = logger
-        self.metrics = ModuleMetrics()
+        self.metrics = metrics
         self.slots = FairPool(items: Array(repeating: (), count: configuration.maxInFlight))
     }
 

@@ -11,9 +11,12 @@ public final class HookModule: CommandModule {
     /// The private directory of this module's temporary files.
     public var temporaryDirectory: String { events.runner.temporaryDirectory }
 
-    public init(configuration: ModuleConfiguration, logger: Logger) throws(ModuleError) {
+    /// - Parameter latencyObserver: receives the duration of every command run (the shim's Mesos timers).
+    public init(configuration: ModuleConfiguration, logger: Logger, latencyObserver: LatencyObserver? = nil)
+        throws(ModuleError)
+    {
         precondition(configuration.kind == .hook, "a hook module needs a hook configuration")
-        events = try Self.makeRunner(configuration, logger)
+        events = try Self.makeRunner(configuration, logger, latencyObserver)
     }
 
     /// Runs a hook event.
@@ -26,13 +29,24 @@ public final class HookModule: CommandModule {
     public func run(_ event: Event, envelope: Envelope) async throws(EventError) -> String? {
         precondition(event.kind == .hook, "\(event.key) is not a hook event")
         let subject = envelope.subject
-        guard let value = try await runCommand(event, envelope, subject: subject).value else { return nil }
+        let decision = self.decision(for: event, envelope: envelope)
+        let skipped = decision?.matched == false ? decision?.reason : nil
+        guard let value = try await runCommand(event, envelope, subject: subject, skippedBecause: skipped).value else {
+            return nil
+        }
         switch event {
         case .slaveTaskStatusDecorator:
             return Self.merge(value, over: envelope.value("task_status") ?? .object([])).jsonText
         default:
             return event.output == .none ? nil : value.jsonText
         }
+    }
+
+    /// What the event's `<event>_when` rule decides for this envelope; nil when the event has no command or no
+    /// rule. Decided from the envelope alone, without starting a process.
+    public func decision(for event: Event, envelope: Envelope) -> RuleDecision? {
+        guard let rule = configuration.command(for: event)?.rule else { return nil }
+        return rule.evaluate(RuleSubject(envelope: envelope))
     }
 
     /// The fields of TaskStatus a status decorator may change: Mesos applies these two only.

@@ -24,9 +24,12 @@ public final class IsolatorModule: CommandModule {
     /// Containers without state that were already warned about (one warning per container).
     private let warnedWithoutState = Mutex<Set<ContainerID>>([])
 
-    public init(configuration: ModuleConfiguration, logger: Logger) throws(ModuleError) {
+    /// - Parameter latencyObserver: receives the duration of every command run (the shim's Mesos timers).
+    public init(configuration: ModuleConfiguration, logger: Logger, latencyObserver: LatencyObserver? = nil)
+        throws(ModuleError)
+    {
         precondition(configuration.kind == .isolator, "an isolator module needs an isolator configuration")
-        events = try Self.makeRunner(configuration, logger)
+        events = try Self.makeRunner(configuration, logger, latencyObserver)
         store = ContainerStateStore(stateDirectory: configuration.stateDirectory, moduleName: configuration.moduleName)
     }
 
@@ -64,8 +67,8 @@ public final class IsolatorModule: CommandModule {
         }
         for (_, id) in known.sorted(by: { $0.key < $1.key }) where store.record(id) == nil {
             do {
-                let config = try store.load(id)
-                store.put(.init(id: id, idJSON: id.json.jsonText, config: config))
+                let (config, skipped) = try store.load(id)
+                store.put(.init(id: id, idJSON: id.json.jsonText, config: config, skipped: skipped))
                 log.info("Restored the state of container \(id)")
             } catch {
                 log.error("Cannot restore the state of container \(id): \(error)")
@@ -103,7 +106,9 @@ public final class IsolatorModule: CommandModule {
     private func prepareLocked(_ id: ContainerID, containerID: String, containerConfig: String) async throws(EventError)
         -> String?
     {
-        let record = ContainerStateStore.Record(id: id, idJSON: containerID, config: containerConfig)
+        let record = ContainerStateStore.Record(
+            id: id, idJSON: containerID, config: containerConfig,
+            skipped: decide(id, idJSON: containerID, config: containerConfig))
         guard store.insertNew(record) else {
             throw EventError(.prepare, subject: id.description, refused: "mesos-command-module already initialized for container")
         }
@@ -113,7 +118,33 @@ public final class IsolatorModule: CommandModule {
             _ = store.take(id)
             throw EventError(.prepare, subject: id.description, refused: "Cannot persist the container's state: \(error)")
         }
-        return try await runCommand(.prepare, envelope(id, record), subject: id.description).value?.jsonText
+        return try await runCommand(.prepare, envelope(id, record), subject: id.description,
+                                    skippedBecause: record.skipped[.prepare]).value?.jsonText
+    }
+
+    /// The `<event>_when` decisions for a new container, taken once from its config: the events whose rule does
+    /// not match, and why. Each is logged: the container's commands of those events never run.
+    private func decide(_ id: ContainerID, idJSON: String, config: String) -> [Event: String] {
+        let ruled = configuration.commands.values.filter { $0.rule != nil && $0.event.isPerContainer }
+        guard !ruled.isEmpty else { return [:] }
+        let subject = RuleSubject(containerID: idJSON, containerConfig: config)
+        var skipped: [Event: String] = [:]
+        for command in ruled.sorted(by: { $0.event.key < $1.event.key }) {
+            let decision = command.rule!.evaluate(subject)
+            guard !decision.matched else { continue }
+            skipped[command.event] = decision.reason
+            events.log(command.event, id.description).info(
+                "\(command.event.key)_command will not run for this container: \(command.event.key)_when \(decision.reason)")
+        }
+        return skipped
+    }
+
+    /// Why `event`'s command does not run for container `id` (its rule did not match at prepare), or nil.
+    public func skipReason(_ event: Event, containerID id: ContainerID) -> String? { store.record(id)?.skipped[event] }
+
+    /// Whether `event` runs a command for container `id`: one is configured and its rule did not skip it.
+    private func runsCommand(_ event: Event, _ id: ContainerID) -> Bool {
+        configuration.command(for: event) != nil && skipReason(event, containerID: id) == nil
     }
 
     /// `isolate`: runs the isolate command with the container's pid (without container_config, and a warning,
@@ -126,7 +157,7 @@ public final class IsolatorModule: CommandModule {
         }
         var envelope = envelope(id, record, idJSON: containerID)
         envelope.set("pid", json: String(pid))
-        _ = try await runCommand(.isolate, envelope, subject: id.description)
+        _ = try await runCommand(.isolate, envelope, subject: id.description, skippedBecause: record?.skipped[.isolate])
     }
 
     /// `watch`: runs the watch command every `isolator_watch_frequence` seconds until it writes a
@@ -135,7 +166,10 @@ public final class IsolatorModule: CommandModule {
     ///   because the container was cleaned up or the task was cancelled.
     public func watch(containerID: String) async throws(EventError) -> String? {
         let id = try parseID(containerID, .watch)
-        guard configuration.command(for: .watch) != nil else { return nil }
+        guard runsCommand(.watch, id) else {
+            if configuration.command(for: .watch) != nil { events.metrics.recordSkip(.watch) }
+            return nil
+        }
         warnIfWithoutState(id, .watch)
         let loop = Task { () async throws -> String? in try await self.watchLoop(id) }
         watches.withLock { $0[id]?.cancel(); $0[id] = loop }
@@ -175,10 +209,11 @@ public final class IsolatorModule: CommandModule {
     public func update(containerID: String, resourceRequests: String, resourceLimits: String) async throws(EventError) {
         let id = try parseID(containerID, .update)
         warnIfWithoutState(id, .update)
-        var envelope = envelope(id, store.record(id), idJSON: containerID)
+        let record = store.record(id)
+        var envelope = envelope(id, record, idJSON: containerID)
         envelope.set("resource_requests", json: resourceRequests)
         envelope.set("resource_limits", json: resourceLimits)
-        _ = try await runCommand(.update, envelope, subject: id.description)
+        _ = try await runCommand(.update, envelope, subject: id.description, skippedBecause: record?.skipped[.update])
     }
 
     /// `usage`: the container's ResourceStatistics, with `timestamp` filled if the command left it out.
@@ -189,8 +224,11 @@ public final class IsolatorModule: CommandModule {
         let now = Self.now()
         guard configuration.command(for: .usage) != nil else { return Self.timestampOnly(now) }
         warnIfWithoutState(id, .usage)
-        let envelope = envelope(id, store.record(id), idJSON: containerID)
-        guard let statistics = try await runCommand(.usage, envelope, subject: id.description).value else {
+        let record = store.record(id)
+        let envelope = envelope(id, record, idJSON: containerID)
+        guard let statistics = try await runCommand(
+            .usage, envelope, subject: id.description, skippedBecause: record?.skipped[.usage]
+        ).value else {
             return Self.timestampOnly(now)
         }
         return statistics.jsonText
@@ -202,8 +240,10 @@ public final class IsolatorModule: CommandModule {
         let id = try parseID(containerID, .status)
         guard configuration.command(for: .status) != nil else { return "{}" }
         warnIfWithoutState(id, .status)
-        let envelope = envelope(id, store.record(id), idJSON: containerID)
-        return try await runCommand(.status, envelope, subject: id.description).value?.jsonText ?? "{}"
+        let record = store.record(id)
+        let envelope = envelope(id, record, idJSON: containerID)
+        return try await runCommand(.status, envelope, subject: id.description, skippedBecause: record?.skipped[.status])
+            .value?.jsonText ?? "{}"
     }
 
     /// `cleanup`: stops the container's watch, runs the cleanup command with the remembered config and forgets
@@ -230,7 +270,8 @@ public final class IsolatorModule: CommandModule {
                 events.log(.cleanup, id.description).error("\(error)")
             }
         }
-        _ = try await runCommand(.cleanup, envelope(id, record), subject: id.description)
+        _ = try await runCommand(.cleanup, envelope(id, record), subject: id.description,
+                                 skippedBecause: record.skipped[.cleanup])
     }
 
     /// Runs the watch command once: the limitation's JSON, or nil for an empty output (the agent would poll
@@ -239,8 +280,9 @@ public final class IsolatorModule: CommandModule {
         let id = try parseID(containerID, .watch)
         guard configuration.command(for: .watch) != nil else { return nil }
         warnIfWithoutState(id, .watch)
-        return try await runCommand(.watch, envelope(id, store.record(id), idJSON: containerID), subject: id.description)
-            .value?.jsonText
+        let record = store.record(id)
+        return try await runCommand(.watch, envelope(id, record, idJSON: containerID), subject: id.description,
+                                    skippedBecause: record?.skipped[.watch]).value?.jsonText
     }
 
     /// Loads one container's state from its file, as `recover` would. Returns false when there is no file.
@@ -249,7 +291,8 @@ public final class IsolatorModule: CommandModule {
         if store.record(id) != nil { return true }
         guard access(store.path(id), F_OK) == 0 else { return false }
         do {
-            store.put(.init(id: id, idJSON: containerID, config: try store.load(id)))
+            let (config, skipped) = try store.load(id)
+            store.put(.init(id: id, idJSON: containerID, config: config, skipped: skipped))
             return true
         } catch {
             throw EventError(.recover, subject: id.description, refused: error.description)
@@ -260,7 +303,8 @@ public final class IsolatorModule: CommandModule {
     /// own (the CLI's `run`). Nothing is written to disk.
     public func adopt(containerID: String, containerConfig: String) throws(EventError) {
         let id = try parseID(containerID, .prepare)
-        store.put(.init(id: id, idJSON: containerID, config: containerConfig))
+        store.put(.init(id: id, idJSON: containerID, config: containerConfig,
+                        skipped: decide(id, idJSON: containerID, config: containerConfig)))
     }
 
     /// Runs any isolator event from a whole envelope (as the CLI reads it), with the envelope keys of SPEC §5.

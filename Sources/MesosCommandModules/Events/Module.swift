@@ -12,10 +12,20 @@ protocol CommandModule: Sendable {
 }
 
 extension CommandModule {
-    /// Runs the event's command if one is configured. Returns nil when none is, `.empty` for an empty output.
-    /// A failure whose policy is `ignore` is logged and returned as `.failedButIgnored`.
-    func runCommand(_ event: Event, _ envelope: Envelope, subject: String) async throws(EventError) -> Outcome {
+    /// Runs the event's command if one is configured and not skipped by its `<event>_when` rule. Returns
+    /// `.notConfigured` or `.skipped` then, `.empty` for an empty output. A failure whose policy is `ignore` is
+    /// logged and returned as `.failedButIgnored`.
+    func runCommand(_ event: Event, _ envelope: Envelope, subject: String, skippedBecause reason: String? = nil)
+        async throws(EventError) -> Outcome
+    {
         guard let command = configuration.command(for: event) else { return .notConfigured }
+        if let reason {
+            events.metrics.recordSkip(event)
+            if configuration.debug {
+                events.log(event, subject).info("Not running \(event.key)_command: \(event.key)_when \(reason)")
+            }
+            return .skipped(reason)
+        }
         do {
             return .output(try await events.run(command, envelope: envelope, subject: subject))
         } catch {
@@ -27,9 +37,12 @@ extension CommandModule {
         }
     }
 
-    static func makeRunner(_ configuration: ModuleConfiguration, _ logger: Logger) throws(ModuleError) -> EventRunner {
+    static func makeRunner(_ configuration: ModuleConfiguration, _ logger: Logger, _ observer: LatencyObserver?)
+        throws(ModuleError) -> EventRunner
+    {
         do {
-            return try EventRunner(configuration: configuration, logger: logger)
+            return try EventRunner(
+                configuration: configuration, logger: logger, metrics: ModuleMetrics(latencyObserver: observer))
         } catch {
             throw ModuleError(description: "module '\(configuration.moduleName)': \(error.reason)")
         }
@@ -38,6 +51,8 @@ extension CommandModule {
 
 enum Outcome {
     case notConfigured
+    /// The `<event>_when` rule did not match: as if the event had no command.
+    case skipped(String)
     case output(CommandOutput)
     case failedButIgnored(EventError)
 

@@ -6,9 +6,10 @@ public enum SampleEnvelopes {
     static let taskID = #"{"value":"web.8f14e45f-ceea-11ee-9d2b-0242ac110002"}"#
 
     static let resources = #"""
-        [{"name":"cpus","type":"SCALAR","scalar":{"value":0.5},"role":"*"},\#
-        {"name":"mem","type":"SCALAR","scalar":{"value":256.0},"role":"*"},\#
-        {"name":"ports","type":"RANGES","ranges":{"range":[{"begin":31000,"end":31000}]},"role":"*"}]
+        [{"name":"cpus","type":"SCALAR","scalar":{"value":0.5},"role":"*","allocation_info":{"role":"web"}},\#
+        {"name":"mem","type":"SCALAR","scalar":{"value":256.0},"role":"*","allocation_info":{"role":"web"}},\#
+        {"name":"ports","type":"RANGES","ranges":{"range":[{"begin":31000,"end":31000}]},"role":"*",\#
+        "allocation_info":{"role":"web"}}]
         """#
 
     static let frameworkInfo = #"""
@@ -46,7 +47,8 @@ public enum SampleEnvelopes {
         """#
 
     /// The container of the samples.
-    public static let containerID = #"{"value":"5a2e7d6f-0c43-4d8a-9a58-3f1f7a1cba9e"}"#
+    public static let containerID = #"{"value":"\#(containerIDValue)"}"#
+    public static let containerIDValue = "5a2e7d6f-0c43-4d8a-9a58-3f1f7a1cba9e"
 
     /// The ContainerConfig `prepare` receives for `containerID`.
     public static func containerConfig(for containerID: String = SampleEnvelopes.containerID) -> String {

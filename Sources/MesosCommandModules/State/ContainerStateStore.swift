@@ -8,12 +8,24 @@ import Synchronization
 ///
 /// Writes are atomic: a dot-file beside the target, fsync, rename. A reader never sees half a file; a crash
 /// leaves at worst a dot-file, which `recover` removes.
+///
+/// The `<event>_when` decisions taken at `prepare` live in the same file, so that they survive a restart: the
+/// events whose rule did not match are listed under one extra member, `"mesos_command_modules":
+/// {"skipped_events": [...]}`, written only when there are some. A file without it (every file the C++ module
+/// or an earlier version wrote) means "every event matched". Mesos' JSON parser ignores unknown members, so the
+/// file stays a valid ContainerConfig.
 final class ContainerStateStore: Sendable {
     struct Record: Sendable {
         var id: ContainerID
         var idJSON: String
         var config: String
+        /// The events whose `<event>_when` rule did not match this container, and why: their commands never run
+        /// for it.
+        var skipped: [Event: String] = [:]
     }
+
+    /// The member of a state file that holds the module's own decisions.
+    static let decisionsKey = "mesos_command_modules"
 
     let directory: String
     private let records = Mutex<[String: Record]>([:])
@@ -70,7 +82,7 @@ final class ContainerStateStore: Sendable {
         let temporary = directory + "/." + Self.fileName(record.id) + ".tmp." + String(getpid())
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw StateError("cannot create '\(temporary)': \(SystemError.describe(errno))") }
-        var code = FileIO.writeAll(fd, Array(record.config.utf8))
+        var code = FileIO.writeAll(fd, Array(Self.fileContent(record).utf8))
         if code == 0 && fsync(fd) != 0 { code = errno }
         if close(fd) != 0 && code == 0 { code = errno }
         if code == 0 && rename(temporary, target) != 0 { code = errno }
@@ -87,8 +99,15 @@ final class ContainerStateStore: Sendable {
         }
     }
 
-    /// Reads a container's persisted config, checking that it is a JSON object.
-    func load(_ id: ContainerID) throws(StateError) -> String {
+    /// The state file's text: the ContainerConfig, and the skipped events if any.
+    static func fileContent(_ record: Record) -> String {
+        guard !record.skipped.isEmpty, let config = try? JSONValue(parsing: record.config) else { return record.config }
+        let events = JSONValue.array(record.skipped.keys.map(\.key).sorted().map(JSONValue.string))
+        return config.setting(decisionsKey, to: .object([("skipped_events", events)])).jsonText
+    }
+
+    /// Reads a container's persisted config and the events skipped for it, checking that it is a JSON object.
+    func load(_ id: ContainerID) throws(StateError) -> (config: String, skipped: [Event: String]) {
         switch FileIO.read(path: path(id), limit: 64 << 20) {
         case .failed(let code):
             throw StateError("cannot read '\(path(id))': \(SystemError.describe(code))")
@@ -101,8 +120,17 @@ final class ContainerStateStore: Sendable {
             } catch {
                 throw StateError("'\(path(id))' is corrupt: \(error)")
             }
-            guard case .object = value else { throw StateError("'\(path(id))' is corrupt: not a JSON object") }
-            return value.jsonText
+            guard case .object(var members) = value else { throw StateError("'\(path(id))' is corrupt: not a JSON object") }
+            var skipped: [Event: String] = [:]
+            if let index = members.lastIndex(where: { $0.key == Self.decisionsKey }) {
+                for key in members[index].value["skipped_events"]?.arrayValue ?? [] {
+                    if let event = key.stringValue.flatMap(Event.init(rawValue:)) {
+                        skipped[event] = "its rule did not match when the container was prepared"
+                    }
+                }
+                members.remove(at: index)
+            }
+            return (JSONValue.object(members).jsonText, skipped)
         }
     }
 

@@ -1,0 +1,271 @@
+/// A `<event>_when` rule (SPEC §9): conditions on the task, executor or container an event is about, all of which
+/// must hold for the command to run. Decided inside the module, before any process is started.
+///
+/// Syntax — one line an operator writes by hand in a manifest parameter:
+///
+///     label:team=ml; role~prod-.*; nested=false
+///
+/// - conditions are separated by `;` (write `\;` for a `;` inside a value);
+/// - a condition is `<property> <operator> <value>`, or `label:<key>` alone ("the label is present");
+/// - operators: `=` equals, `!=` differs, `~` matches, `!~` does not match. A pattern is a POSIX extended
+///   regular expression (as `grep -E` takes) that must match the whole value;
+/// - a property with several values (a label on both the task and the executor, the roles of the resources)
+///   holds for `=`/`~` when any value does, and for `!=`/`!~` when none does.
+public struct Rule: Sendable, CustomStringConvertible {
+    public enum Property: Sendable, Equatable {
+        /// A label of the task or of the executor.
+        case label(String)
+        case taskLabel(String)
+        case executorLabel(String)
+        /// FrameworkInfo.name.
+        case framework
+        /// The framework's id (FrameworkInfo.id, ExecutorInfo.framework_id, the status decorator's framework_id).
+        case frameworkID
+        /// The framework's roles and the roles the resources are allocated to.
+        case role
+        /// TaskInfo.name.
+        case taskName
+        /// Whether the container is nested (its ContainerID has a parent).
+        case nested
+        /// ContainerConfig.container_class: DEFAULT or DEBUG.
+        case containerClass
+
+        /// How an operator writes it.
+        var name: String {
+            switch self {
+            case .label(let key): return "label:\(key)"
+            case .taskLabel(let key): return "task_label:\(key)"
+            case .executorLabel(let key): return "executor_label:\(key)"
+            case .framework: return "framework"
+            case .frameworkID: return "framework_id"
+            case .role: return "role"
+            case .taskName: return "task_name"
+            case .nested: return "nested"
+            case .containerClass: return "class"
+            }
+        }
+
+        /// In an operator's words, for `validate`.
+        var reading: String {
+            switch self {
+            case .label(let key): return "the task's or executor's label '\(key)'"
+            case .taskLabel(let key): return "the task's label '\(key)'"
+            case .executorLabel(let key): return "the executor's label '\(key)'"
+            case .framework: return "the framework's name"
+            case .frameworkID: return "the framework's id"
+            case .role: return "a role (the framework's, or its resources' allocation)"
+            case .taskName: return "the task's name"
+            case .nested: return "nested"
+            case .containerClass: return "the container's class"
+            }
+        }
+
+        static let names = "label:<key>, task_label:<key>, executor_label:<key>, framework, framework_id, role, "
+            + "task_name, nested, class"
+
+        /// The names of the given kinds, in the order of `names`.
+        static func names(of kinds: Set<Rule.PropertyKind>) -> String {
+            let all: [(Rule.PropertyKind, String)] = [
+                (.label, "label:<key>"), (.taskLabel, "task_label:<key>"), (.executorLabel, "executor_label:<key>"),
+                (.framework, "framework"), (.frameworkID, "framework_id"), (.role, "role"), (.taskName, "task_name"),
+                (.nested, "nested"), (.containerClass, "class"),
+            ]
+            return all.filter { kinds.contains($0.0) }.map(\.1).joined(separator: ", ")
+        }
+    }
+
+    public enum Operator: String, Sendable {
+        case equals = "="
+        case differs = "!="
+        case matches = "~"
+        case doesNotMatch = "!~"
+        /// `label:<key>` alone.
+        case present = ""
+
+        var negated: Bool { self == .differs || self == .doesNotMatch }
+    }
+
+    public struct Condition: Sendable, CustomStringConvertible {
+        public let property: Property
+        public let op: Operator
+        public let value: String
+        let pattern: RegularExpression?
+
+        /// Whether the condition holds for the property's values (empty: the property is absent).
+        func holds(for values: [String]) -> Bool {
+            switch op {
+            case .present: return !values.isEmpty
+            case .equals: return values.contains(value)
+            case .differs: return !values.contains(value)
+            case .matches: return values.contains { pattern!.matchesWhole($0) }
+            case .doesNotMatch: return !values.contains { pattern!.matchesWhole($0) }
+            }
+        }
+
+        public var description: String { op == .present ? property.name : "\(property.name)\(op.rawValue)\(value)" }
+
+        /// What the condition means, in words.
+        var reading: String {
+            let subject = property.reading
+            switch op {
+            case .present: return "\(subject) is present"
+            case .equals: return property == .nested ? (value == "true" ? "the container is nested" : "the container is not nested") : "\(subject) is '\(value)'"
+            case .differs: return "\(subject) is not '\(value)'"
+            case .matches: return "\(subject) matches /\(value)/"
+            case .doesNotMatch: return "\(subject) does not match /\(value)/"
+            }
+        }
+    }
+
+    public let conditions: [Condition]
+    /// The parameter's text.
+    public let text: String
+
+    public var description: String { text }
+
+    /// The rule in words: "the task's label 'team' is 'ml' and a role … matches /prod-.*/".
+    public var reading: String { conditions.map(\.reading).joined(separator: " and ") }
+
+    /// The properties the rule tests.
+    var properties: [Property] { conditions.map(\.property) }
+}
+
+/// Why a rule does not parse, with the 1-based character position of the fault.
+public struct RuleSyntaxError: Error, Sendable, CustomStringConvertible {
+    public var position: Int
+    public var reason: String
+    public var description: String { "at character \(position): \(reason)" }
+}
+
+extension Rule {
+    /// Parses a rule. Throws with the position of the first fault.
+    public init(parsing text: String) throws(RuleSyntaxError) {
+        var conditions: [Condition] = []
+        let characters = Array(text)
+        var start = 0
+        var index = 0
+        var current: [Character] = []
+        func flush() throws(RuleSyntaxError) {
+            let condition = try Self.condition(current, at: start, in: characters)
+            if let condition { conditions.append(condition) }
+            current = []
+        }
+        while index < characters.count {
+            let character = characters[index]
+            if character == "\\" && index + 1 < characters.count && (characters[index + 1] == ";" || characters[index + 1] == "\\") {
+                current.append(characters[index + 1])
+                index += 2
+                continue
+            }
+            if character == ";" {
+                try flush()
+                index += 1
+                start = index
+                continue
+            }
+            current.append(character)
+            index += 1
+        }
+        try flush()
+        guard !conditions.isEmpty else { throw RuleSyntaxError(position: 1, reason: "the rule has no condition") }
+        self.conditions = conditions
+        self.text = text
+    }
+
+    /// One condition from its characters (nil for an empty one between two `;`). `offset` is where it starts in
+    /// the whole rule, for positions.
+    private static func condition(_ characters: [Character], at offset: Int, in rule: [Character]) throws(RuleSyntaxError)
+        -> Condition?
+    {
+        let leading = characters.prefix { $0 == " " || $0 == "\t" }.count
+        let text = String(characters).trimmingWhitespace
+        guard !text.isEmpty else { return nil }
+        let position = offset + leading + 1
+        // The operator: the first of '!=', '!~', '=', '~' after the property name.
+        let chars = Array(text)
+        var opIndex: Int?
+        var op: Operator = .present
+        var i = 0
+        while i < chars.count {
+            if chars[i] == "!" && i + 1 < chars.count && (chars[i + 1] == "=" || chars[i + 1] == "~") {
+                opIndex = i
+                op = chars[i + 1] == "=" ? .differs : .doesNotMatch
+                break
+            }
+            if chars[i] == "=" || chars[i] == "~" {
+                opIndex = i
+                op = chars[i] == "=" ? .equals : .matches
+                break
+            }
+            i += 1
+        }
+        let name = String(chars[0..<(opIndex ?? chars.count)]).trimmingWhitespace
+        let value = opIndex.map { String(chars[($0 + op.rawValue.count)...]).trimmingWhitespace } ?? ""
+        let valuePosition = position + (opIndex.map { $0 + op.rawValue.count } ?? chars.count)
+        let property = try Self.property(String(name), at: position)
+        if opIndex == nil {
+            switch property {
+            case .label, .taskLabel, .executorLabel: break
+            default:
+                throw RuleSyntaxError(
+                    position: position,
+                    reason: "'\(name)' needs an operator and a value (=, !=, ~ or !~), e.g. '\(name)=…'")
+            }
+            return Condition(property: property, op: .present, value: "", pattern: nil)
+        }
+        if value.isEmpty && (op == .matches || op == .doesNotMatch) {
+            throw RuleSyntaxError(position: valuePosition, reason: "'\(name)\(op.rawValue)' needs a pattern")
+        }
+        switch property {
+        case .nested:
+            guard op == .equals || op == .differs, value == "true" || value == "false" else {
+                throw RuleSyntaxError(position: valuePosition, reason: "nested takes =true or =false, not '\(op.rawValue)\(value)'")
+            }
+        case .containerClass:
+            guard op != .equals && op != .differs || value == "DEFAULT" || value == "DEBUG" else {
+                throw RuleSyntaxError(position: valuePosition, reason: "class is DEFAULT or DEBUG, not '\(value)'")
+            }
+        default:
+            break
+        }
+        var pattern: RegularExpression?
+        if op == .matches || op == .doesNotMatch {
+            do {
+                pattern = try RegularExpression(String(value))
+            } catch {
+                throw RuleSyntaxError(position: valuePosition, reason: "'\(value)' is not a regular expression: \(error.reason)")
+            }
+        }
+        return Condition(property: property, op: op, value: String(value), pattern: pattern)
+    }
+
+    private static func property(_ name: String, at position: Int) throws(RuleSyntaxError) -> Property {
+        if let colon = name.firstIndex(of: ":") {
+            let kind = name[..<colon]
+            let key = String(name[name.index(after: colon)...])
+            guard !key.isEmpty else {
+                throw RuleSyntaxError(position: position + name.count, reason: "'\(kind):' needs a label key")
+            }
+            switch kind {
+            case "label": return .label(key)
+            case "task_label": return .taskLabel(key)
+            case "executor_label": return .executorLabel(key)
+            default: break
+            }
+        } else {
+            switch name {
+            case "framework": return .framework
+            case "framework_id": return .frameworkID
+            case "role": return .role
+            case "task_name": return .taskName
+            case "nested": return .nested
+            case "class": return .containerClass
+            default: break
+            }
+        }
+        throw RuleSyntaxError(
+            position: position,
+            reason: name.isEmpty ? "a condition needs a property (\(Property.names))"
+                : "unknown property '\(name)' (one of \(Property.names))")
+    }
+}

@@ -1,0 +1,177 @@
+import Glibc
+import Testing
+
+@testable import MesosCommandModules
+
+/// SPEC §9: `<event>_when` rules — parsed at load, decided inside the module before any process is started.
+@Suite struct RuleTests {
+    let sandbox = Sandbox()
+
+    // MARK: - Syntax
+
+    @Test func theRuleSyntaxAnOperatorWritesByHand() throws {
+        let rule = try Rule(parsing: " label:team=ml ;role~prod-.* ; nested=false;class!=DEBUG; task_label:gpu; executor_label:x!~a\\;b ")
+        #expect(rule.conditions.map(\.description) == [
+            "label:team=ml", "role~prod-.*", "nested=false", "class!=DEBUG", "task_label:gpu", "executor_label:x!~a;b",
+        ])
+        #expect(rule.reading == "the task's or executor's label 'team' is 'ml' and a role (the framework's, or its "
+            + "resources' allocation) matches /prod-.*/ and the container is not nested and the container's class is not "
+            + "'DEBUG' and the task's label 'gpu' is present and the executor's label 'x' does not match /a;b/")
+    }
+
+    @Test(arguments: [
+        ("lable:team=ml", "at character 1: unknown property 'lable:team' (one of label:<key>, task_label:<key>, executor_label:<key>, framework, framework_id, role, task_name, nested, class)"),
+        ("label:team=ml; role", "at character 16: 'role' needs an operator and a value (=, !=, ~ or !~), e.g. 'role=…'"),
+        ("role~(prod", #"at character 6: '(prod' is not a regular expression: Unmatched ( or \("#),
+        ("nested=maybe", "at character 8: nested takes =true or =false, not '=maybe'"),
+        ("class=GPU", "at character 7: class is DEFAULT or DEBUG, not 'GPU'"),
+        ("label:=x", "at character 7: 'label:' needs a label key"),
+        ("framework~", "at character 11: 'framework~' needs a pattern"),
+        (" ; ", "at character 1: the rule has no condition"),
+    ])
+    func aRuleThatDoesNotParseNamesThePositionOfTheFault(_ text: String, _ expected: String) {
+        let error = #expect(throws: RuleSyntaxError.self) { try Rule(parsing: text) }
+        #expect(error?.description == expected)
+    }
+
+    @Test func aBadRuleIsALoadTimeErrorNamingTheModuleAndTheKey() throws {
+        let script = sandbox.script("s.sh", "#!/bin/sh\n")
+        let cases: [(ModuleKind, String, String, String)] = [
+            (.isolator, "isolator_usage", "lable:x=1", "'lable:x=1' does not parse: at character 1: unknown property 'lable:x'"),
+            (.isolator, "isolator_usage", "framework=marathon",
+             "'framework' cannot be tested for isolator_usage: its input does not hold it (it can test label:<key>, "
+                + "task_label:<key>, executor_label:<key>, framework_id, role, task_name, nested, class)"),
+            (.isolator, "isolator_recover", "role=web", "recover concerns every container at once: a rule cannot apply"),
+            (.hook, "hook_slave_resources_decorator", "role=web",
+             "this event concerns the agent, not a task or a container: a rule cannot apply"),
+            (.hook, "hook_slave_executor_environment_decorator", "task_name=web",
+             "'task_name' cannot be tested for hook_slave_executor_environment_decorator: its input does not hold it "
+                + "(it can test label:<key>, executor_label:<key>, framework_id, role)"),
+        ]
+        for (kind, event, rule, message) in cases {
+            let error = #expect(throws: ConfigurationError.self) {
+                try ModuleConfiguration(kind: kind, parameters: [
+                    ("module_name", "ruled"), ("\(event)_command", script), ("\(event)_when", rule),
+                ])
+            }
+            #expect(error?.description.contains("module 'ruled': parameter '\(event)_when': \(message)") == true,
+                    "\(String(describing: error))")
+        }
+    }
+
+    // MARK: - Hooks
+
+    /// A hook whose label decorator records every run; `when` is its rule.
+    func labelHook(_ when: String) throws -> HookModule {
+        let script = sandbox.script("labels.sh", """
+            #!/bin/sh
+            echo run >> \(sandbox.path)/spawns
+            echo '{"labels":[{"key":"decorated","value":"yes"}]}' > "$2"
+            """)
+        return try hook(sandbox, [
+            ("hook_slave_run_task_label_decorator_command", script), ("hook_slave_run_task_label_decorator_when", when),
+        ])
+    }
+
+    var spawns: Int { (sandbox.read(sandbox.path + "/spawns") ?? "").split(separator: "\n").count }
+
+    /// The sample task: labels team=search and tier=frontend, framework marathon (role web), resources
+    /// allocated to role web.
+    @Test(arguments: [
+        ("label:team=search", true), ("label:team=ml", false), ("label:team~sea.*", true), ("label:team~sea", false),
+        ("label:team!=ml", true), ("label:owner", false), ("label:tier", true), ("executor_label:team=search", false),
+        ("task_label:tier~front.*|back.*; framework=marathon", true), ("task_label:tier~front|back", false), ("framework~chronos|aurora", false), ("role=web", true),
+        ("role~prod-.*", false), ("task_name=web", true), ("framework_id~.*-0000", true), ("label:team=search; role=batch", false),
+    ])
+    func aHookRunsOnlyForTheTasksItsRuleMatches(_ when: String, _ runs: Bool) async throws {
+        let module = try labelHook(when)
+        let result = try await module.run(.slaveRunTaskLabelDecorator, envelope: SampleEnvelopes.envelope(for: .slaveRunTaskLabelDecorator))
+        #expect((result != nil) == runs)
+        #expect(spawns == (runs ? 1 : 0), "a skipped event starts no process")
+        let metrics = module.metrics.snapshot(.slaveRunTaskLabelDecorator)
+        #expect(metrics.calls == (runs ? 1 : 0) && metrics.skipped == (runs ? 0 : 1))
+        let decision = module.decision(for: .slaveRunTaskLabelDecorator, envelope: SampleEnvelopes.envelope(for: .slaveRunTaskLabelDecorator))
+        #expect(decision?.matched == runs)
+    }
+
+    @Test func aSkippedDecisionSaysWhichConditionFailedAndWhatWasFound() throws {
+        let module = try labelHook("label:tier=frontend; label:team=ml")
+        let decision = module.decision(for: .slaveRunTaskLabelDecorator, envelope: SampleEnvelopes.envelope(for: .slaveRunTaskLabelDecorator))
+        #expect(decision == RuleDecision(matched: false, reason: "'label:team=ml' does not hold (the task's or executor's label 'team': 'search')"))
+        let absent = try labelHook("label:owner=me").decision(
+            for: .slaveRunTaskLabelDecorator, envelope: SampleEnvelopes.envelope(for: .slaveRunTaskLabelDecorator))
+        #expect(absent?.reason == "'label:owner=me' does not hold (the task's or executor's label 'owner': absent)")
+    }
+
+    // MARK: - Isolators
+
+    func recording(_ event: Event, output: String = "") -> (String, String) {
+        let script = sandbox.script(event.key, """
+            #!/bin/sh
+            echo \(event.key) >> \(sandbox.path)/spawns
+            printf '%s' '\(output)' > "$2"
+            """)
+        return (event.key + "_command", script)
+    }
+
+    var spawned: [String] { (sandbox.read(sandbox.path + "/spawns") ?? "").split(separator: "\n").map(String.init) }
+
+    func ruledIsolator(_ rules: [(Event, String)]) throws -> IsolatorModule {
+        try isolator(sandbox, [recording(.prepare), recording(.usage, output: #"{"cpus_limit":4}"#), recording(.status),
+                               recording(.cleanup), recording(.isolate)]
+            + rules.map { ("\($0.0.key)_when", $0.1) })
+    }
+
+    /// For an isolator the decision is taken at prepare, from the container's config, and holds for every later
+    /// event of the container, across a restart.
+    @Test func anIsolatorDecidesAtPrepareKeepsTheDecisionInStateAndAcrossARestart() async throws {
+        let rules: [(Event, String)] = [(.usage, "label:team=ml"), (.cleanup, "label:team=ml"), (.status, "label:team=search")]
+        let module = try ruledIsolator(rules)
+        let id = SampleEnvelopes.containerID
+        _ = try await module.prepare(containerID: id, containerConfig: SampleEnvelopes.containerConfig())
+        let usage = try JSONValue(parsing: try await module.usage(containerID: id))
+        #expect(usage.objectMembers?.map(\.key) == ["timestamp"])
+        _ = try await module.status(containerID: id)
+        #expect(spawned == ["isolator_prepare", "isolator_status"])
+        // The decision is in the state file, which Mesos' parser still reads as a ContainerConfig.
+        let file = try #require(sandbox.read(module.stateDirectory + "/5a2e7d6f-0c43-4d8a-9a58-3f1f7a1cba9e"))
+        let saved = try JSONValue(parsing: file)
+        #expect(saved["mesos_command_modules"] == (try JSONValue(parsing: #"{"skipped_events":["isolator_cleanup","isolator_usage"]}"#)))
+        #expect(saved["directory"] != nil)
+
+        // The agent restarts: the new module instance recovers the decision with the config.
+        let restarted = try ruledIsolator(rules)
+        try await restarted.recover(states: "[{\"container_id\":\(id),\"pid\":1}]", orphans: "[]")
+        #expect(restarted.containerConfig(ContainerID(SampleEnvelopes.containerIDValue)).map { !$0.contains("mesos_command_modules") } == true)
+        _ = try await restarted.usage(containerID: id)
+        _ = try await restarted.status(containerID: id)
+        try await restarted.cleanup(containerID: id)
+        #expect(spawned == ["isolator_prepare", "isolator_status", "isolator_status"])
+        // The skipped cleanup still forgets the container.
+        #expect(Sandbox.entries(restarted.stateDirectory).isEmpty)
+        #expect(restarted.metrics.snapshot(.usage).skipped == 1 && restarted.metrics.snapshot(.cleanup).skipped == 1)
+    }
+
+    @Test func aStateFileWrittenBeforeRulesExistedMeansMatched() async throws {
+        let module = try ruledIsolator([(.usage, "label:team=ml")])
+        _ = sandbox.mkdir("state")
+        let dir = sandbox.mkdir("state/test_module")
+        sandbox.write(dir + "/old", SampleEnvelopes.containerConfig())  // the C++ module's format: the config only
+        try await module.recover(states: #"[{"container_id":{"value":"old"},"pid":1}]"#, orphans: "[]")
+        let usage = try JSONValue(parsing: try await module.usage(containerID: #"{"value":"old"}"#))
+        #expect(usage["cpus_limit"] == .number("4"))
+        #expect(spawned == ["isolator_usage"])
+    }
+
+    @Test func aSkippedPrepareStillRemembersTheContainerForItsOtherEvents() async throws {
+        let module = try ruledIsolator([(.prepare, "nested=true"), (.isolate, "class=DEFAULT")])
+        let id = SampleEnvelopes.containerID
+        #expect(try await module.prepare(containerID: id, containerConfig: SampleEnvelopes.containerConfig()) == nil)
+        try await module.isolate(containerID: id, pid: 42)
+        let usage = try JSONValue(parsing: try await module.usage(containerID: id))
+        #expect(usage["cpus_limit"] == .number("4"))
+        #expect(spawned == ["isolator_isolate", "isolator_usage"])
+        #expect(module.skipReason(.prepare, containerID: ContainerID(SampleEnvelopes.containerIDValue))
+            == "'nested=true' does not hold (nested: 'false')")
+    }
+}
