@@ -180,6 +180,20 @@ int mcm_child_exited(pid_t pid) {
     return info.si_pid == pid ? 1 : 0;
 }
 
+int mcm_peek_exit(pid_t pid, int *exited, int *value) {
+    siginfo_t info;
+    info.si_pid = 0;
+    int rc;
+    do {
+        rc = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT);
+    } while (rc == -1 && errno == EINTR);
+    if (rc == -1) return -1;
+    if (info.si_pid != pid) return 0;
+    *exited = info.si_code == CLD_EXITED;
+    *value = info.si_status;
+    return 1;
+}
+
 int mcm_reap(pid_t pid, int *status) {
     int rc;
     do {

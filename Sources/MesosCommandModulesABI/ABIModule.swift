@@ -54,6 +54,13 @@ final class ABIModule: Sendable {
         }
     }
 
+    func stopWorkers() {
+        switch instance {
+        case .hook(let hook): hook.stopWorkers()
+        case .isolator(let isolator): isolator.stopWorkers()
+        }
+    }
+
     var metrics: ModuleMetrics {
         switch instance {
         case .hook(let hook): hook.metrics

@@ -52,6 +52,7 @@ public func mcm_module_destroy(_ module: OpaquePointer?) {
     let unmanaged = Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module))
     let instance = unmanaged.takeUnretainedValue()
     instance.cancelAll(waitingUpTo: instance.configuration.gracePeriod + ABIModule.destroyMargin)
+    instance.stopWorkers()
     instance.log.close()
     instance.latency.close()
     unmanaged.release()

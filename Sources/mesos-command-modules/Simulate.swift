@@ -182,7 +182,7 @@ struct Report {
             print("    ✗  \(name)  \(formatMilliseconds(ContinuousClock.now - start))  → error: \(error)")
         }
         let keys = envelope.members.map(\.key).joined(separator: ", ")
-        print("         \(display(command.path)) ← {\(keys)}")
+        print("         \(display(command.path))\(command.mode == .worker ? " (worker)" : "") ← {\(keys)}")
         if verbose { print((try? JSONValue(parsing: envelope.jsonText).prettyText) ?? envelope.jsonText) }
     }
 

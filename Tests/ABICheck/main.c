@@ -422,6 +422,59 @@ static void check_header_promises(void) {
     CHECK(running.calls == 1, "promises: no second callback after destroy", "%d", running.calls);
 }
 
+/* Worker mode through the ABI: many events served by one process; destroy with an event in flight answers it
+   once, and no worker is left when destroy returns. */
+static void check_worker_destroy(void) {
+    char pids[300];
+    snprintf(pids, sizeof pids, "%s/worker.pids", dir);
+    char body[1200];
+    snprintf(body, sizeof body,
+             "#!/bin/bash\necho $$ >> %s\n"
+             "while IFS= read -r request; do\n"
+             "  id=${request#*\\\"id\\\":}; id=${id%%%%,*}\n"
+             "  case \"$request\" in *'\"value\":\"slow\"'*) sleep 60 ;; esac\n"
+             "  printf '{\"id\":%%s,\"output\":{\"processes\":7}}\\n' \"$id\"\n"
+             "done\n",
+             pids);
+    const char *keys[] = {"module_name", "temp_dir", "state_dir", "isolator_usage_command", "isolator_usage_mode",
+                          "grace_period"};
+    char state_dir[300];
+    snprintf(state_dir, sizeof state_dir, "%s/worker-state", dir);
+    const char *values[] = {"abi_worker", dir, state_dir, script("worker.sh", body), "worker", "0.3"};
+    char *error = NULL;
+    mcm_module *m = create(MCM_KIND_ISOLATOR, keys, values, 6, &error);
+    CHECK(m != NULL, "worker: created", "%s", error ? error : "");
+    if (!m) return;
+    mcm_fragment id_only[] = {fragment("container_id", container)};
+    int answered = 0;
+    for (int i = 0; i < 20; i++) {
+        waiter w;
+        run(m, "isolator_usage", id_only, 1, &w);
+        answered += wait_for(&w, 10) && w.status == MCM_STATUS_RESULT && strstr(w.data, "\"processes\":7");
+    }
+    FILE *f = fopen(pids, "r");
+    int pid = 0, started = 0, p;
+    while (f && fscanf(f, "%d", &p) == 1) {
+        pid = p;
+        started++;
+    }
+    if (f) fclose(f);
+    CHECK(answered == 20 && started == 1, "worker: one process serves 20 events", "%d answered, %d started", answered,
+          started);
+
+    waiter slow;
+    mcm_fragment slow_id[] = {fragment("container_id", "{\"value\":\"slow\"}")};
+    run(m, "isolator_usage", slow_id, 1, &slow);
+    usleep(200 * 1000);
+    double start = now_seconds();
+    mcm_module_destroy(m);
+    double took = now_seconds() - start;
+    CHECK(slow.calls == 1 && slow.status == MCM_STATUS_CANCELLED,
+          "worker: destroy answers the event in flight once, cancelled", "%d %d", slow.calls, slow.status);
+    CHECK(pid > 0 && kill(pid, 0) != 0 && took < 0.3 + 2.0, "worker: no worker is left when destroy returns",
+          "pid %d alive %d, %.2f s", pid, pid > 0 && kill(pid, 0) == 0, took);
+}
+
 /* `emfile N`: a fresh process runs out of file descriptors, N left free, at its first command. */
 static int check_out_of_fds(int free_fds) {
     struct rlimit limit = {256, 256};
@@ -463,6 +516,28 @@ static int check_out_of_fds(int free_fds) {
     return failed == 0 ? 0 : 1;
 }
 
+/* `worker-orphan SCRIPT`: starts SCRIPT as a usage worker, runs one event, and dies without destroying the
+   module: the worker must not outlive this process. */
+static int orphan_a_worker(const char *worker) {
+    const char *keys[] = {"module_name", "temp_dir", "state_dir", "isolator_usage_command", "isolator_usage_mode"};
+    char state_dir[300];
+    snprintf(state_dir, sizeof state_dir, "%s/state", dir);
+    const char *values[] = {"abi_orphan", dir, state_dir, worker, "worker"};
+    char *error = NULL;
+    mcm_module *m = create(MCM_KIND_ISOLATOR, keys, values, 5, &error);
+    if (!m) {
+        printf("not ok - create: %s\n", error ? error : "");
+        return 1;
+    }
+    mcm_fragment id_only[] = {fragment("container_id", container)};
+    waiter w;
+    run(m, "isolator_usage", id_only, 1, &w);
+    int ok = wait_for(&w, 20) && w.status == MCM_STATUS_RESULT;
+    printf("%s - worker-orphan: the worker answered: %d %s\n", ok ? "ok" : "not ok", w.status, w.data);
+    fflush(stdout);
+    _exit(ok ? 0 : 1);
+}
+
 int main(int argc, char **argv) {
     snprintf(dir, sizeof dir, "%s/mcm-abi-check.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) {
@@ -470,10 +545,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (argc == 3 && strcmp(argv[1], "emfile") == 0) return check_out_of_fds(atoi(argv[2]));
+    if (argc == 3 && strcmp(argv[1], "worker-orphan") == 0) return orphan_a_worker(argv[2]);
     check_bad_parameters();
     check_hooks();
     check_isolator();
     check_header_promises();
+    check_worker_destroy();
 
     char command[512];
     snprintf(command, sizeof command, "rm -rf '%s'", dir);

@@ -33,6 +33,10 @@ int mcm_pidfd_open(pid_t pid);
 /// still signal that group.
 int mcm_child_exited(pid_t pid);
 
+/// How `pid` (our child) ended, without reaping it: 1 and `*exited` 1 with its exit code in `*value`, or
+/// `*exited` 0 with the signal that killed it; 0 while it runs; -1 with errno (ECHILD: the status is lost).
+int mcm_peek_exit(pid_t pid, int *exited, int *value);
+
 /// Reaps `pid` (blocking) and returns its raw wait status in `*status`; 0, or -1 with errno (ECHILD when the
 /// exit status is lost: SIGCHLD ignored in this process, or somebody else reaped it).
 int mcm_reap(pid_t pid, int *status);

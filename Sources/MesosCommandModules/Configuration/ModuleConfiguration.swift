@@ -11,6 +11,10 @@ public struct CommandConfiguration: Sendable, Equatable {
     public var failurePolicy: FailurePolicy
     /// `<key>_when`: the command runs only for events (or, for isolators, containers) the rule matches.
     public var rule: Rule?
+    /// `<key>_mode`: a process per event (`exec`, the seed's way) or a long-lived worker serving many (SPEC §8).
+    public var mode: CommandMode = .exec
+    /// `<key>_workers`: in worker mode, how many worker processes serve the events sharing this command.
+    public var workers = 1
 
     public init(event: Event, path: String, timeout: Double = ModuleConfiguration.defaultTimeout,
                 failurePolicy: FailurePolicy? = nil, rule: Rule? = nil) {
@@ -23,8 +27,17 @@ public struct CommandConfiguration: Sendable, Equatable {
 
     public static func == (lhs: CommandConfiguration, rhs: CommandConfiguration) -> Bool {
         lhs.event == rhs.event && lhs.path == rhs.path && lhs.timeout == rhs.timeout
-            && lhs.failurePolicy == rhs.failurePolicy && lhs.rule?.text == rhs.rule?.text
+            && lhs.failurePolicy == rhs.failurePolicy && lhs.rule?.text == rhs.rule?.text && lhs.mode == rhs.mode
+            && lhs.workers == rhs.workers
     }
+}
+
+/// How an event's command is run (SPEC §3, §8).
+public enum CommandMode: String, Sendable, CaseIterable {
+    /// A process per event: `<command> <input> <output> <error>`.
+    case exec
+    /// One long-lived process serving many events over a line protocol on its stdin and stdout.
+    case worker
 }
 
 /// A module's configuration, read from the key/value `parameters` of its entry in the Mesos modules manifest

@@ -10,7 +10,7 @@ struct ParameterReader {
     var warnings: [ConfigurationIssue] = []
     var notes: [ConfigurationIssue] = []
 
-    static let commandSuffixes = ["_command", "_timeout", "_failure_policy", "_when"]
+    static let commandSuffixes = ["_command", "_timeout", "_failure_policy", "_when", "_mode", "_workers"]
     static let globalKeys = [
         "module_name", "debug", "isolator_watch_frequence", "isolator_watch_frequency", "grace_period", "state_dir",
         "temp_dir", "output_max_bytes", "max_in_flight",
@@ -64,6 +64,7 @@ struct ParameterReader {
                 warnIfBlockingTheMaster(command)
             }
         }
+        checkSharedWorkers(configuration.commands.values)
         configuration.warnings = warnings
         configuration.notes = notes
         return configuration
@@ -183,6 +184,19 @@ struct ParameterReader {
             if policy == nil { error(event.key + "_failure_policy", "'\(text)' is not a failure policy (fail or ignore)") }
         }
         let rule = rule(event)
+        var mode = CommandMode.exec
+        if let text = values[event.key + "_mode"] {
+            if let given = CommandMode(rawValue: text) {
+                mode = given
+            } else {
+                error(event.key + "_mode", "'\(text)' is not a mode (exec or worker)")
+            }
+        }
+        let workers = count(event.key + "_workers")
+        if workers != nil && mode != .worker {
+            warnings.append(ConfigurationIssue(
+                key: event.key + "_workers", message: "applies to \(event.key)_mode=worker only; ignored in exec mode"))
+        }
         // An empty command is "not handled", as in the seed.
         guard let given = values[commandKey], !given.isEmpty else {
             if rule != nil {
@@ -192,7 +206,28 @@ struct ParameterReader {
         }
         guard let path = resolve(given, key: commandKey) else { return nil }
         if let problem = ExecutableCheck.problem(with: path) { error(commandKey, "'\(given)' \(problem)") }
-        return CommandConfiguration(event: event, path: path, timeout: timeout, failurePolicy: policy, rule: rule)
+        var command = CommandConfiguration(event: event, path: path, timeout: timeout, failurePolicy: policy, rule: rule)
+        command.mode = mode
+        command.workers = workers ?? 1
+        workersGiven[event] = workers != nil
+        return command
+    }
+
+    /// Which events set `<event>_workers` themselves.
+    var workersGiven: [Event: Bool] = [:]
+
+    /// Events of one module in worker mode whose command is the same file share its workers: they must agree on
+    /// how many (the default, 1, gives way to a number one of them sets).
+    mutating func checkSharedWorkers(_ commands: Dictionary<Event, CommandConfiguration>.Values) {
+        let shared = Dictionary(grouping: commands.filter { $0.mode == .worker }, by: \.path)
+        for (_, group) in shared where group.count > 1 {
+            let given = group.filter { workersGiven[$0.event] == true }.sorted { $0.event.key < $1.event.key }
+            guard let first = given.first else { continue }
+            for other in given.dropFirst() where other.workers != first.workers {
+                error(other.event.key + "_workers",
+                      "\(other.workers) differs from \(first.event.key)_workers=\(first.workers), and both events share the worker '\(first.path)'")
+            }
+        }
     }
 
     /// `<event>_when`: parsed, and checked against what the event's input holds.

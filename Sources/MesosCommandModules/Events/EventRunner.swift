@@ -16,8 +16,10 @@ struct EventRunner: Sendable {
     let runner: CommandRunner
     let logger: Logger
     let metrics: ModuleMetrics
-    /// `max_in_flight`: the command slots of the module.
+    /// `max_in_flight`: the command slots of the module (exec mode).
     let slots: FairPool<Void>
+    /// Worker mode: the pool of each command file, shared by the events that name it.
+    let workers: [String: WorkerPool]
 
     /// How many lines of a command's stdout/stderr reach the log per run, and how long each may be: the rest
     /// is counted, not logged, so that a chatty script cannot flood the agent's log.
@@ -32,6 +34,27 @@ struct EventRunner: Sendable {
         self.logger = logger
         self.metrics = metrics
         self.slots = FairPool(items: Array(repeating: (), count: configuration.maxInFlight))
+        var workers: [String: WorkerPool] = [:]
+        let byPath = Dictionary(grouping: configuration.commands.values.filter { $0.mode == .worker }, by: \.path)
+        for (path, commands) in byPath {
+            workers[path] = WorkerPool(
+                path: path, count: commands.map(\.workers).max() ?? 1, gracePeriod: configuration.gracePeriod,
+                outputMaxBytes: configuration.outputMaxBytes, logger: logger)
+        }
+        self.workers = workers
+    }
+
+    /// Closes the workers' stdin and waits up to the grace period (and a little) for them to be gone: killed
+    /// with their group if they did not exit.
+    func stopWorkers() {
+        for pool in workers.values { pool.shutdown() }
+        for pool in workers.values { pool.waitUntilStopped(seconds: configuration.gracePeriod + 1) }
+    }
+
+    /// What a command produced: an output file (exec mode) or an answer (worker mode).
+    private enum Produced {
+        case file([UInt8], console: String)
+        case answer(JSONValue?)
     }
 
     func log(_ event: Event, _ subject: String) -> EventLog { EventLog(logger: logger, event: event, subject: subject) }
@@ -50,22 +73,40 @@ struct EventRunner: Sendable {
             log.info("Calling command \"\(command.path)\" (timeout \(CommandError.seconds(command.timeout))) with input \(input)")
         }
         let start = ContinuousClock.now
-        let result = await execute(command, input: Array(input.utf8), deadline: deadline)
+        let result: Result<Produced, CommandError>
+        if command.mode == .worker, let pool = workers[command.path] {
+            do {
+                result = .success(.answer(try await pool.run(event, envelope: input, deadline: deadline, logPrefix: log.prefix)))
+            } catch {
+                result = .failure(error)
+            }
+        } else {
+            result = await execute(command, input: Array(input.utf8), deadline: deadline)
+                .map { .file($0.output, console: $0.console) }
+        }
         let seconds = (ContinuousClock.now - start).seconds
 
-        let console: String
         switch result {
-        case .success(let run): console = run.console
-        case .failure(let error): console = error.console
+        case .success(.file(_, let console)): logConsole(console, of: command, log)
+        case .success(.answer): break
+        case .failure(let error): logConsole(error.console, of: command, log)
         }
-        logConsole(console, of: command, log)
 
-        let outcome: Result<CommandOutput, CommandError> = result.flatMap { run in
-            if configuration.debug {
-                log.info("Command \"\(command.path)\" succeeded in \(milliseconds(seconds)) with output "
-                    + "\(String(decoding: run.output, as: UTF8.self))")
+        let outcome: Result<CommandOutput, CommandError> = result.flatMap { produced in
+            switch produced {
+            case .file(let output, _):
+                if configuration.debug {
+                    log.info("Command \"\(command.path)\" succeeded in \(milliseconds(seconds)) with output "
+                        + "\(String(decoding: output, as: UTF8.self))")
+                }
+                return interpret(output, for: event, command: command.path)
+            case .answer(let output):
+                if configuration.debug {
+                    log.info("Worker \"\(command.path)\" answered in \(milliseconds(seconds)) with output "
+                        + (output?.jsonText ?? "null"))
+                }
+                return check(output, for: event, command: command.path)
             }
-            return interpret(run.output, for: event, command: command.path)
         }
         switch outcome {
         case .success(let output):
@@ -79,6 +120,7 @@ struct EventRunner: Sendable {
             let cancelled = error.code == .cancelled
             if !cancelled {
                 metrics.record(event, seconds: seconds, failed: true, timedOut: error.isTimeout)
+                if command.mode == .worker && error.stoppedTheWorker { metrics.recordWorkerRestart(event) }
                 log.error(error.description + (error.console.isEmpty ? "" : " Console output: \(error.console)"))
             }
             throw EventError(event, subject: subject, command: error)
@@ -138,12 +180,18 @@ struct EventRunner: Sendable {
     /// Parses and checks an output file against the message the event expects (SPEC §4, §5).
     func interpret(_ output: [UInt8], for event: Event, command: String) -> Result<CommandOutput, CommandError> {
         if output.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return .success(.empty) }
-        var value: JSONValue
+        let value: JSONValue
         do {
             value = try JSONValue(parsing: output)
         } catch {
             return .failure(CommandError(command: command, code: .malformedOutput(error)))
         }
+        return check(value, for: event, command: command)
+    }
+
+    /// Checks an output (nil: empty) against the message the event expects, as an output file would be.
+    func check(_ output: JSONValue?, for event: Event, command: String) -> Result<CommandOutput, CommandError> {
+        guard var value = output else { return .success(.empty) }
         // ResourceStatistics.timestamp is required by the proto, but usage fills it in when left out (SPEC §5).
         if event == .usage, case .object = value, value["timestamp"] == nil {
             value = value.setting("timestamp", to: .number(IsolatorModule.now()))

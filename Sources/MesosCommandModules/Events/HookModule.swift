@@ -11,6 +11,14 @@ public final class HookModule: CommandModule {
     /// The private directory of this module's temporary files.
     public var temporaryDirectory: String { events.runner.temporaryDirectory }
 
+    /// Worker mode: closes the workers' stdin and waits up to the grace period for them to be gone (killed
+    /// with their whole group if they did not exit). For module destroy; a module that is released does the
+    /// same without waiting.
+    public func stopWorkers() { events.stopWorkers() }
+
+    /// Worker mode: the pids of the running workers.
+    public var workerPIDs: [Int32] { events.workers.values.flatMap(\.pids) }
+
     /// - Parameter latencyObserver: receives the duration of every command run (the shim's Mesos timers).
     public init(configuration: ModuleConfiguration, logger: Logger, latencyObserver: LatencyObserver? = nil)
         throws(ModuleError)

@@ -48,6 +48,10 @@ public final class ModuleMetrics: Sendable {
         }
     }
 
+    func recordWorkerRestart(_ event: Event) {
+        events.withLock { $0[event, default: EventMetrics()].workerRestarts += 1 }
+    }
+
     func recordSkip(_ event: Event) {
         events.withLock { $0[event, default: EventMetrics()].skipped += 1 }
     }

@@ -43,6 +43,7 @@ final class EventLoop: @unchecked Sendable {
     private let nextClientID = Atomic<UInt64>(1)
     private let epollFD: Int32
     private let wakeFD: Int32
+    private var thread = pthread_t()
 
     // Owned by the loop thread.
     private var clients: [UInt64: any LoopClient] = [:]
@@ -63,7 +64,6 @@ final class EventLoop: @unchecked Sendable {
             close(wakeFD)
             throw SystemFailure("epoll_ctl", code)
         }
-        var thread = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
         let rc = pthread_create(&thread, nil, { context in
             let loop = Unmanaged<EventLoop>.fromOpaque(context!).takeRetainedValue()
@@ -115,6 +115,9 @@ final class EventLoop: @unchecked Sendable {
 
     func client(_ id: UInt64) -> (any LoopClient)? { clients[id] }
 
+    /// Whether the caller runs on the loop thread.
+    var isLoopThread: Bool { pthread_equal(pthread_self(), thread) != 0 }
+
     /// Registers `fd` of client `id`; returns 0 or the errno of epoll_ctl.
     func register(_ fd: Int32, id: UInt64, tag: UInt8, writable: Bool = false) -> Int32 {
         mcm_epoll_add(epollFD, fd, id << 3 | UInt64(tag & 7), writable ? 1 : 0) == 0 ? 0 : errno
@@ -150,6 +153,12 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func run() {
+        // Writes to a worker's stdin happen on this thread: a worker that died must give EPIPE, not a SIGPIPE
+        // that would kill the agent. (Workers started from here get an empty mask back.)
+        var pipe = sigset_t()
+        sigemptyset(&pipe)
+        sigaddset(&pipe, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &pipe, nil)
         var ready = [UInt64](repeating: 0, count: 64)
         while true {
             let count = ready.withUnsafeMutableBufferPointer {

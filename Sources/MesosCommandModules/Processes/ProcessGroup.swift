@@ -67,6 +67,12 @@ final class ProcessGroup {
         killAt = now &+ MonotonicClock.nanoseconds(gracePeriod)
     }
 
+    /// SIGKILL to the group after `delay`, without a SIGTERM first (a worker whose stdin was closed).
+    func scheduleKill(after delay: Double, now: UInt64) {
+        guard killAt == nil else { return }
+        killAt = now &+ MonotonicClock.nanoseconds(delay)
+    }
+
     /// SIGKILL to the group now.
     func killGroup() {
         kill(-pid, SIGKILL)

@@ -1,0 +1,286 @@
+import CMesosCommandSpawn
+import Glibc
+import Logging
+import Synchronization
+
+/// The worker processes of one command of one module (SPEC §8): `<event>_workers` long-lived processes, started
+/// on first use, each serving one event at a time over a line protocol, shared by the module's events whose
+/// `<event>_command` names this file in worker mode.
+///
+/// A worker that fails (times out, exits, crashes, breaks the protocol) is stopped and a fresh one starts for
+/// the next event; after repeated failures the restarts back off exponentially, and events fail at once
+/// meanwhile, naming the last failure. No event ever waits on a dead worker.
+final class WorkerPool: Sendable {
+    /// The protocol a worker is started with, in `MESOS_COMMAND_MODULES_PROTOCOL`.
+    static let protocolVersion = "worker/1"
+
+    let path: String
+    let count: Int
+    private let gracePeriod: Double
+    private let lineLimit: Int
+    private let logger: Logger
+    private let slots: FairPool<Int>
+    private let processes: Mutex<[Handle?]>
+    private let health = Mutex(Health())
+    private let nextRequestID = Atomic<UInt64>(1)
+    private let closed = Atomic<Bool>(false)
+    /// Worker processes not yet reaped.
+    private let alive = Atomic<Int>(0)
+
+    /// A running worker: its loop client id and the process, owned by the loop thread.
+    private struct Handle: @unchecked Sendable {
+        let id: UInt64
+        let process: WorkerProcess
+    }
+
+    /// Consecutive failures and when the next start is allowed.
+    private struct Health {
+        var failures = 0
+        var retryAt: UInt64 = 0
+        var lastFailure = ""
+    }
+
+    /// The delay before a restart after `failures` consecutive failures: none after the first (a fresh worker
+    /// serves the next event), then 0.5 s, 1 s, 2 s … up to 30 s.
+    static func backoff(afterFailures failures: Int) -> Double {
+        failures <= 1 ? 0 : min(0.5 * Double(1 << min(failures - 2, 10)), 30)
+    }
+
+    init(path: String, count: Int, gracePeriod: Double, outputMaxBytes: Int, logger: Logger) {
+        self.path = path
+        self.count = count
+        self.gracePeriod = gracePeriod
+        // An answer line holds the output and a few members around it.
+        self.lineLimit = outputMaxBytes + 4096
+        self.logger = logger
+        self.slots = FairPool(items: Array((0..<count).reversed()))
+        self.processes = Mutex(Array(repeating: nil, count: count))
+    }
+
+    deinit { shutdown() }
+
+    /// Serves one event: waits for a free worker (the wait counts against `deadline`), starts it if needed,
+    /// sends the request and waits for the answer until `deadline`.
+    ///
+    /// - Returns: the answer's output; nil for `null`.
+    /// - Throws: ``CommandError`` with the seed's wording where it applies (`took too long to execute`), a
+    ///   worker's own error as `Command "<path>" failed. Cause: …`, and what a broken worker did.
+    func run(_ event: Event, envelope: String, deadline: Deadline, logPrefix: String) async throws(CommandError)
+        -> JSONValue?
+    {
+        let slot: Int
+        do {
+            slot = try await slots.acquire(until: deadline)
+        } catch {
+            switch error {
+            case .timedOut:
+                throw failure(.timedOutWaiting(
+                    timeout: deadline.timeout, waitingFor: "one of the \(count) worker(s) of this command to be free"))
+            case .cancelled: throw failure(.cancelled)
+            case .system(let cause): throw failure(.setup("\(cause)"))
+            }
+        }
+        var released = false
+        let release: @Sendable () -> Void = { [self] in slots.release(slot) }
+        defer { if !released { release() } }
+
+        let now = MonotonicClock.now()
+        let backingOff = health.withLock { health -> (Double, String)? in
+            health.retryAt > now ? (Double(health.retryAt - now) / 1e9, health.lastFailure) : nil
+        }
+        if let (retryIn, last) = backingOff { throw failure(.workerBackingOff(retryIn: retryIn, lastFailure: last)) }
+
+        let loop: EventLoop
+        do {
+            loop = try EventLoop.shared()
+        } catch {
+            throw failure(.setup("cannot start the engine's event loop: \(error)"))
+        }
+        let handle = try await process(in: slot, loop: loop)
+
+        let requestID = nextRequestID.wrappingAdd(1, ordering: .relaxed).oldValue
+        var line = "{\"id\":\(requestID),\"event\":\"\(event.key)\",\"input\":"
+        line += envelope
+        line += "}\n"
+        let completion = Completion<WorkerReply>()
+        let request = WorkerProcess.Request(
+            id: requestID, bytes: Array(line.utf8), deadline: deadline.nanoseconds, completion: completion,
+            done: release, logPrefix: logPrefix)
+        released = true  // from here, the slot is freed by the worker (failure, dropped answer) or below
+        let process = UncheckedSendable(handle.process)
+        loop.execute { loop in process.value.send(request, on: loop) }
+        let reply = await withTaskCancellationHandler {
+            await completion.value
+        } onCancel: {
+            loop.execute { _ in process.value.abandon(requestID) }
+        }
+
+        switch reply {
+        case .cancelled:
+            throw failure(.cancelled)
+        case .failed(let failure):
+            let code: CommandError.Code =
+                failure == .timedOut ? .timedOut(timeout: deadline.timeout) : .workerBroke(failure.description)
+            throw self.failure(code)
+        case .line(let bytes):
+            switch WorkerAnswer(parsing: bytes, requestID: requestID) {
+            case .output(let output):
+                health.withLock { $0.failures = 0 }
+                release()
+                return output
+            case .error(let cause):
+                health.withLock { $0.failures = 0 }
+                release()
+                throw failure(.workerAnsweredError(cause: cause))
+            case .invalid(let what):
+                // A worker that does not follow the protocol cannot be trusted with the next event: stopped
+                // before its slot is free again.
+                loop.execute { loop in
+                    process.value.stop(because: what, on: loop)
+                    release()
+                }
+                throw failure(.workerBroke(what))
+            }
+        }
+    }
+
+    /// The worker of `slot`, started if it is not running (and the start allowed).
+    private func process(in slot: Int, loop: EventLoop) async throws(CommandError) -> Handle {
+        if let handle = processes.withLock({ $0[slot] }) { return handle }
+        let started = Completion<Result<Handle, CommandError>>()
+        loop.execute { [self] loop in started.complete(start(slot, on: loop)) }
+        switch await started.value {
+        case .success(let handle): return handle
+        case .failure(let error):
+            recordFailure(error.description)
+            throw error
+        }
+    }
+
+    /// Starts a worker on the loop thread (whose life its PR_SET_PDEATHSIG follows).
+    private func start(_ slot: Int, on loop: EventLoop) -> Result<Handle, CommandError> {
+        var stdin: [Int32] = [-1, -1]
+        var stdout: [Int32] = [-1, -1]
+        var stderr: [Int32] = [-1, -1]
+        func closeAll() { for fd in stdin + stdout + stderr where fd >= 0 { close(fd) } }
+        guard mcm_pipe(&stdin, 1) == 0, mcm_pipe(&stdout, 0) == 0, mcm_pipe(&stderr, 0) == 0 else {
+            let code = errno
+            closeAll()
+            return .failure(failure(.setup("cannot create the worker's pipes: \(SystemError.describe(code))")))
+        }
+        var pid: pid_t = 0
+        let spawnError = withCStringArray([path]) { argv in
+            withCStringArray(["MESOS_COMMAND_MODULES_PROTOCOL=\(Self.protocolVersion)"]) { extra in
+                mcm_spawn_worker(path, argv, extra, stdin[0], stdout[1], stderr[1], &pid)
+            }
+        }
+        close(stdin[0])
+        close(stdout[1])
+        close(stderr[1])
+        guard spawnError == 0 else {
+            for fd in [stdin[1], stdout[0], stderr[0]] { close(fd) }
+            return .failure(failure(.cannotStart(errno: spawnError)))
+        }
+        let id = loop.makeClientID()
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        let logger = self.logger
+        let process = WorkerProcess(
+            id: id, pid: pid, stdin: stdin[1], stdout: stdout[0], stderr: stderr[0], lineLimit: lineLimit,
+            gracePeriod: gracePeriod, name: name,
+            log: { warning, message in
+                if warning { logger.warning("\(message)") } else { logger.info("\(message)") }
+            },
+            gone: { [weak self] failure in self?.gone(slot, id: id, failure) },
+            reaped: { [weak self] in self?.alive.subtract(1, ordering: .relaxed) })
+        alive.add(1, ordering: .relaxed)
+        let handle = Handle(id: id, process: process)
+        processes.withLock { $0[slot] = handle }
+        logger.info("[worker \(name), pid \(pid)] Started worker \"\(path)\" (\(Self.protocolVersion))")
+        process.start(on: loop)
+        if closed.load(ordering: .relaxed) { process.shutdown(on: loop) }
+        return .success(handle)
+    }
+
+    /// A worker can serve no more: its slot starts a fresh one for the next event (after the backoff, if it
+    /// failed).
+    private func gone(_ slot: Int, id: UInt64, _ failure: WorkerFailure?) {
+        processes.withLock { if $0[slot]?.id == id { $0[slot] = nil } }
+        if let failure { recordFailure("Command \"\(path)\" (worker) \(failure).") }
+    }
+
+    private func recordFailure(_ description: String) {
+        let now = MonotonicClock.now()
+        health.withLock { health in
+            health.failures += 1
+            health.lastFailure = description
+            health.retryAt = now &+ MonotonicClock.nanoseconds(Self.backoff(afterFailures: health.failures))
+        }
+    }
+
+    private func failure(_ code: CommandError.Code) -> CommandError { CommandError(command: path, code: code) }
+
+    /// Closes the workers' stdin; each is killed (its whole group) after the grace period, or as soon as it
+    /// exits. Returns at once.
+    func shutdown() {
+        guard !closed.exchange(true, ordering: .relaxed) else { return }
+        let running = processes.withLock { processes in
+            defer { processes = Array(repeating: nil, count: processes.count) }
+            return processes.compactMap { $0 }
+        }
+        guard !running.isEmpty, let loop = try? EventLoop.shared() else { return }
+        for handle in running {
+            let process = UncheckedSendable(handle.process)
+            loop.execute { loop in process.value.shutdown(on: loop) }
+        }
+    }
+
+    /// Waits (blocking) until every worker has been reaped, up to `seconds`. Returns whether they all were.
+    @discardableResult
+    func waitUntilStopped(seconds: Double) -> Bool {
+        let deadline = MonotonicClock.now() &+ MonotonicClock.nanoseconds(seconds)
+        while alive.load(ordering: .relaxed) > 0 && MonotonicClock.now() < deadline { usleep(2000) }
+        return alive.load(ordering: .relaxed) == 0
+    }
+
+    /// The pids of the running workers (for tests and the CLI).
+    var pids: [pid_t] { processes.withLock { $0.compactMap { $0?.process.group.pid } } }
+}
+
+/// A worker's answer line, checked against the protocol: `{"id": <the request's id>, "output": <JSON or null>}`
+/// or `{"id": …, "error": "<cause>"}`.
+enum WorkerAnswer {
+    case output(JSONValue?)
+    case error(String)
+    /// What is wrong with the line, for `Command "<path>" (worker) <what>.`
+    case invalid(String)
+
+    init(parsing line: [UInt8], requestID: UInt64) {
+        let quoted = String(decoding: line.prefix(200), as: UTF8.self) + (line.count > 200 ? "…" : "")
+        let value: JSONValue
+        do {
+            value = try JSONValue(parsing: line)
+        } catch {
+            self = .invalid("wrote a line that is not a valid answer (\(error)): \(quoted)")
+            return
+        }
+        guard case .object = value else {
+            self = .invalid("wrote a line that is not a valid answer (not a JSON object): \(quoted)")
+            return
+        }
+        guard let id = value["id"] else {
+            self = .invalid("wrote an answer without an id: \(quoted)")
+            return
+        }
+        guard case .number(let text) = id, UInt64(text) == requestID else {
+            self = .invalid("answered id \(id.jsonText) to request \(requestID)")
+            return
+        }
+        if let error = value["error"] {
+            self = .error(error.stringValue ?? error.jsonText)
+        } else if let output = value["output"] {
+            self = .output(output == .null ? nil : output)
+        } else {
+            self = .invalid("wrote an answer with neither \"output\" nor \"error\": \(quoted)")
+        }
+    }
+}
