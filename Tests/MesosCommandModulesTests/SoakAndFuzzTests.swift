@@ -98,6 +98,92 @@ func environmentInt(_ name: String, default value: Int) -> Int {
     }
 }
 
+/// The same promises in worker mode: `MCM_SOAK_EVENTS` events (default 100000) over two pools — a good Python
+/// worker (the project's helper, 2 workers) and, for 5% of the events, a hostile one that crashes, hangs, writes
+/// garbage or the wrong id — then no fd, zombie or worker is left, memory is back near where it started, and the
+/// hostile worker's failures were each followed by a fresh worker.
+@Suite struct WorkerSoakTests {
+    @Test func soakInWorkerMode() async throws {
+        let sandbox = Sandbox()
+        let events = environmentInt("MCM_SOAK_EVENTS", default: 100_000)
+        let good = sandbox.script("good.py", """
+            #!/usr/bin/env python3
+            import sys
+            sys.path.insert(0, "\(repositoryRoot)/examples/lib")
+            import mesos_command_modules as mcm
+            mcm.serve(lambda envelope, event: {"cpus_limit": 1, "processes": 2})
+            """)
+        let hostile = sandbox.script("hostile.sh", """
+            #!/bin/bash
+            while IFS= read -r request; do
+              id=${request#*\\"id\\":}; id=${id%%,*}
+              case "$request" in
+                *'"value":"crash'*) kill -KILL $$ ;;
+                *'"value":"exit'*) exit 3 ;;
+                *'"value":"garbage'*) echo 'not json' ;;
+                *'"value":"wrongid'*) printf '{"id":%s,"output":null}\\n' $((id + 1)) ;;
+                *'"value":"slow'*) sleep 5 ;;
+                *'"value":"error'*) printf '{"id":%s,"error":"no luck"}\\n' "$id" ;;
+                *) printf '{"id":%s,"output":{"processes":3}}\\n' "$id" ;;
+              esac
+            done
+            """)
+        let kinds = ["crash", "exit", "garbage", "wrongid", "slow", "error", "fine"]
+        let goodModule = try isolator(sandbox, [
+            ("isolator_usage_command", good), ("isolator_usage_mode", "worker"), ("isolator_usage_workers", "2"),
+        ])
+        let hostileModule = try IsolatorModule(configuration: configuration(.isolator, sandbox, name: "hostile", [
+            ("isolator_usage_command", hostile), ("isolator_usage_mode", "worker"), ("isolator_usage_timeout", "0.1"),
+            ("grace_period", "0.1"), ("isolator_usage_workers", "2"),
+        ]), logger: CapturedLog().logger)
+        for kind in kinds { try hostileModule.adopt(containerID: cid(kind), containerConfig: "{}") }
+        try goodModule.adopt(containerID: cid("good"), containerConfig: SampleEnvelopes.containerConfig())
+
+        for _ in 0..<200 { _ = try await goodModule.usage(containerID: cid("good")) }
+        let fds = openFDCount()
+        let rss = residentBytes()
+        let start = ContinuousClock.now
+        var rng = SplitMix64(seed: 43)
+        var hostileSent = 0
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            var submitted = 0
+            var goodResults = 0
+            func submit() {
+                let index = submitted
+                submitted += 1
+                if index % 20 == 0 {
+                    hostileSent += 1
+                    let kind = kinds[Int(rng.next() % UInt64(kinds.count))]
+                    group.addTask { _ = try await hostileModule.usage(containerID: cid(kind)); return false }
+                } else {
+                    group.addTask { try await goodModule.usage(containerID: cid("good")).contains("\"processes\":2") }
+                }
+            }
+            for _ in 0..<min(16, events) { submit() }
+            for try await wasGood in group {
+                if wasGood { goodResults += 1 }
+                if submitted < events { submit() }
+            }
+            #expect(goodResults == events - hostileSent)
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(goodModule.workerPIDs.count == 2)
+        #expect(goodModule.metrics.snapshot(.usage).failures == 0)
+        #expect(goodModule.metrics.snapshot(.usage).workerRestarts == 0)
+        let hostileMetrics = hostileModule.metrics.snapshot(.usage)
+        #expect(hostileMetrics.failures > 0 && hostileMetrics.workerRestarts > 0 && hostileMetrics.timeouts > 0)
+        let workers = goodModule.workerPIDs + hostileModule.workerPIDs
+        goodModule.stopWorkers()
+        hostileModule.stopWorkers()
+        #expect(await eventually(within: 5) { workers.allSatisfy { kill($0, 0) != 0 } }, "no worker is left")
+        await expectNothingLeft(fdsBefore: fds, temporaryDirectory: goodModule.temporaryDirectory)
+        let growth = residentBytes() - rss
+        print("worker soak: \(events) events in \(elapsed), RSS growth \(growth / 1024) KiB, fds \(openFDCount()) "
+            + "(baseline \(fds)), hostile: \(hostileMetrics.failures) failures, \(hostileMetrics.workerRestarts) restarts")
+        #expect(growth < 8 << 20, "resident memory grew by \(growth / 1024) KiB")
+    }
+}
+
 /// The two parsers that take outside input — module parameters and command output — give a value or a clear
 /// error for any input, never a crash or a hang. Fixed seeds in CI; `MCM_FUZZ_ITERATIONS` for a longer run.
 @Suite struct FuzzTests {
