@@ -29,6 +29,12 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "The modules' temp_dir (where the input/output/error files live); a private directory in $TMPDIR or /tmp by default. A tmpfs (e.g. /dev/shm) makes file creation cheaper.")
     var tempDir: String?
 
+    @Option(help: "The Python usage example, measured in exec and in worker mode (0 events to skip).")
+    var pythonEvents = 100
+
+    @Flag(help: "Only the latency and worker lines (no throughput, prepares or soak).")
+    var quick = false
+
     func run() async throws {
         let scratch = try ScratchDirectory("mesos-command-modules-bench")
         defer { scratch.remove() }
@@ -48,6 +54,10 @@ struct Bench: AsyncParsableCommand {
             print("  \(name.padding(40)) \(ms(floor.p50))  \(ms(floor.p99))  \(ms(engine.p50))  \(ms(engine.p99))  "
                 + "\(ratio(engine.p50 / floor.p50))  \(ratio(engine.p99 / floor.p99))")
         }
+
+        try await benchWorkers(trivial: trivial, scratch: scratch, logger: logger)
+        try await benchRules(scratch: scratch, logger: logger)
+        if quick { return }
 
         print("")
         print("Throughput (trivial script, \(throughputEvents) isolator_usage events):")
@@ -81,6 +91,97 @@ struct Bench: AsyncParsableCommand {
                 + "(\(rssAfter - rssBefore >= 0 ? "+" : "")\(rssAfter - rssBefore) KiB); open fds \(fdsBefore) → \(fdsAfter); "
                 + "temporary files left: \(try directoryEntries(soakModule.temporaryDirectory).count)")
         }
+    }
+
+    // MARK: - Worker mode and rules
+
+    /// A worker as small as one can be in Python: it parses each request and answers null.
+    static let trivialWorker = """
+        #!/usr/bin/env python3
+        import json, sys
+        out = sys.stdout.buffer
+        for line in sys.stdin.buffer:
+            request = json.loads(line)
+            out.write(b'{"id":%d,"output":null}\\n' % request["id"])
+            out.flush()
+        """
+
+    /// Worker mode against the exec floor, in the same run: per-event latency (floor and worker alternated),
+    /// throughput with 1 and 8 events in flight over 8 workers, and the Python usage example in both modes.
+    func benchWorkers(trivial: String, scratch: ScratchDirectory, logger: Logger) async throws {
+        let worker = scratch.path + "/worker.py"
+        writeFile(worker, Self.trivialWorker, mode: 0o755)
+        let module = try makeIsolator(worker, scratch: scratch, logger: logger, name: "worker", mode: .worker, workers: 8)
+        let (floor, engine) = try await measureLatency(trivial, module, scratch: scratch)
+        print("")
+        print("Worker mode (a Python worker that parses each request and answers null), against the exec floor:")
+        print("  floor p50 / p99 (bare posix_spawn + waitpid of #!/bin/sh + exit 0): \(ms(floor.p50)) / \(ms(floor.p99))")
+        print("  worker event p50 / p99:                                           \(ms(engine.p50)) / \(ms(engine.p99))"
+            + "  → \(ratio(engine.p50 / floor.p50)) / \(ratio(engine.p99 / floor.p99)) × the floor")
+        for inFlight in [1, 8] {
+            let perSecond = try await measureThroughput(module, inFlight: inFlight, events: max(throughputEvents, 20000))
+            print("  \(inFlight) in flight over 8 workers: \(Int(perSecond)) events/s")
+        }
+        module.stopWorkers()
+
+        guard pythonEvents > 0 else { return }
+        let example = try examplesManifest().split(separator: "/").dropLast().joined(separator: "/") + "/isolator/usage.py"
+        let exec = try makeIsolator(example, scratch: scratch, logger: logger, name: "python_exec")
+        let served = try makeIsolator(example, scratch: scratch, logger: logger, name: "python_worker", mode: .worker)
+        _ = try await served.usage(containerID: Self.container)  // the worker's start is not an event's cost
+        var execTimes: [Double] = []
+        var workerTimes: [Double] = []
+        for _ in 0..<pythonEvents {
+            var start = ContinuousClock.now
+            _ = try await exec.usage(containerID: Self.container)
+            execTimes.append(seconds(ContinuousClock.now - start))
+            start = ContinuousClock.now
+            _ = try await served.usage(containerID: Self.container)
+            workerTimes.append(seconds(ContinuousClock.now - start))
+        }
+        served.stopWorkers()
+        let (e, w) = (Percentiles(execTimes), Percentiles(workerTimes))
+        print("  examples/isolator/usage.py: exec p50 \(ms(e.p50)), worker p50 \(ms(w.p50)) → \(ratio(e.p50 / w.p50)) × faster "
+            + "(p99 \(ms(e.p99)) / \(ms(w.p99)))")
+    }
+
+    /// What an event skipped by its `<event>_when` rule costs — decided in the module, no process started.
+    func benchRules(scratch: ScratchDirectory, logger: Logger) async throws {
+        var configuration = ModuleConfiguration(kind: .hook, moduleName: "bench_rules")
+        var command = CommandConfiguration(event: .slaveRunTaskLabelDecorator, path: "/bin/true")
+        command.rule = try Rule(parsing: "label:team=nobody; framework~marathon|aurora")
+        configuration.commands[.slaveRunTaskLabelDecorator] = command
+        configuration.temporaryDirectory = tempDir ?? scratch.path
+        let hook = try HookModule(configuration: configuration, logger: logger)
+        let envelope = SampleEnvelopes.envelope(for: .slaveRunTaskLabelDecorator)
+        var times: [Double] = []
+        for i in 0..<(events + events / 10) {
+            let start = ContinuousClock.now
+            _ = try await hook.run(.slaveRunTaskLabelDecorator, envelope: envelope)
+            if i >= events / 10 { times.append(seconds(ContinuousClock.now - start)) }
+        }
+        let skipped = Percentiles(times)
+        var isolatorConfiguration = ModuleConfiguration(
+            kind: .isolator, moduleName: "bench_rules_isolator",
+            commands: [CommandConfiguration(event: .usage, path: "/bin/true")])
+        isolatorConfiguration.commands[.usage]?.rule = try Rule(parsing: "label:team=nobody")
+        isolatorConfiguration.temporaryDirectory = tempDir ?? scratch.path
+        isolatorConfiguration.stateDirectory = scratch.path + "/state"
+        let isolator = try IsolatorModule(configuration: isolatorConfiguration, logger: logger)
+        try isolator.adopt(containerID: Self.container, containerConfig: SampleEnvelopes.containerConfig())
+        var usageTimes: [Double] = []
+        for _ in 0..<events {
+            let start = ContinuousClock.now
+            _ = try await isolator.usage(containerID: Self.container)
+            usageTimes.append(seconds(ContinuousClock.now - start))
+        }
+        let usage = Percentiles(usageTimes)
+        print("")
+        print("Events skipped by their `when` rule (no process started):")
+        print("  hook_slave_run_task_label_decorator, rule on labels and framework, sample task: p50 \(us(skipped.p50)) "
+            + "p99 \(us(skipped.p99))")
+        print("  isolator_usage of a container whose rule did not match at prepare:           p50 \(us(usage.p50)) "
+            + "p99 \(us(usage.p99))")
     }
 
     // MARK: - Measurements
@@ -158,9 +259,11 @@ struct Bench: AsyncParsableCommand {
     static let container = #"{"value":"bench"}"#
 
     func makeIsolator(_ script: String, scratch: ScratchDirectory, logger: Logger, name: String, event: Event = .usage,
-                      maxInFlight: Int = 64) throws -> IsolatorModule {
-        var configuration = ModuleConfiguration(kind: .isolator, moduleName: "bench_\(name)",
-                                                commands: [CommandConfiguration(event: event, path: script)])
+                      maxInFlight: Int = 64, mode: CommandMode = .exec, workers: Int = 1) throws -> IsolatorModule {
+        var command = CommandConfiguration(event: event, path: script)
+        command.mode = mode
+        command.workers = workers
+        var configuration = ModuleConfiguration(kind: .isolator, moduleName: "bench_\(name)", commands: [command])
         configuration.temporaryDirectory = tempDir ?? scratch.path
         configuration.stateDirectory = scratch.path + "/state"
         configuration.maxInFlight = maxInFlight
@@ -182,6 +285,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func ms(_ seconds: Double) -> String { (format3(seconds * 1000) + " ms").padding(10) }
+    func us(_ seconds: Double) -> String { (format2(seconds * 1_000_000) + " µs").padding(10) }
     func ratio(_ value: Double) -> String { format2(value).padding(9) }
     func format2(_ value: Double) -> String { String(Double(Int((value * 100).rounded())) / 100) }
     func format3(_ value: Double) -> String {
