@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of libmesos_command_modules.so inside a real Mesos master and agent on 127.0.0.1.
 #
-#   MESOS_ROOT_DIR=~/mesos MESOS_BUILD_DIR=~/mesos/build tests/mesos/run.sh
+#   MESOS_ROOT_DIR=~/mesos MESOS_BUILD_DIR=~/mesos/build Tests/MesosAgent/run.sh
 #
 # Builds the module against that Mesos build tree (mesos/CMakeLists.txt), starts mesos-master and mesos-agent with
 # the module (posix launcher and isolators: no cgroups needed), launches tasks with mesos-execute and checks, one
