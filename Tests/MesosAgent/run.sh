@@ -77,11 +77,11 @@ check() {  # check NAME COMMAND...: one line, ok or not ok with the command's ou
   fi
 }
 
-wait_for() {  # wait_for SECONDS COMMAND...
+wait_for() {  # wait_for SECONDS COMMAND...: at the deadline, runs it once more with its output, to show why
   local deadline=$((SECONDS + $1))
   shift
   until "$@" > /dev/null 2>&1; do
-    [ $SECONDS -ge $deadline ] && return 1
+    if [ $SECONDS -ge $deadline ]; then "$@"; return 1; fi
     sleep 0.5
   done
 }
