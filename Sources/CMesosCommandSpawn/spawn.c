@@ -11,6 +11,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -267,3 +269,34 @@ int mcm_epoll_wait(int epoll_fd, uint64_t *data, int capacity, int timeout_ms) {
 
 int mcm_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
+
+int mcm_socketpair(int fds[2]) {
+    int raw[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, raw) != 0) return -1;
+    fds[0] = above_stdio(raw[0]);
+    fds[1] = above_stdio(raw[1]);
+    int flags = fds[1] >= 0 ? fcntl(fds[1], F_GETFL) : -1;
+    if (fds[0] < 0 || fds[1] < 0 || flags == -1 || fcntl(fds[1], F_SETFL, flags | O_NONBLOCK) == -1) {
+        int saved = errno;
+        if (fds[0] >= 0) close(fds[0]);
+        if (fds[1] >= 0) close(fds[1]);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+ssize_t mcm_send(int fd, const void *bytes, size_t length) {
+    ssize_t n;
+    do {
+        n = send(fd, bytes, length, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+int mcm_timerfd(void) { return above_stdio(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)); }
+
+int mcm_timerfd_arm(int fd, uint64_t deadline_ns) {
+    struct itimerspec spec = {{0, 0}, {(time_t)(deadline_ns / 1000000000u), (long)(deadline_ns % 1000000000u)}};
+    return timerfd_settime(fd, TFD_TIMER_ABSTIME, &spec, NULL);
+}

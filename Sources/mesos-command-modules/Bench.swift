@@ -260,7 +260,8 @@ struct Bench: AsyncParsableCommand {
 
     func makeIsolator(_ script: String, scratch: ScratchDirectory, logger: Logger, name: String, event: Event = .usage,
                       maxInFlight: Int = 64, mode: CommandMode = .exec, workers: Int = 1) throws -> IsolatorModule {
-        var command = CommandConfiguration(event: event, path: script)
+        // Failures fail the event (usage would ignore them): a benchmark must not count failed events as fast ones.
+        var command = CommandConfiguration(event: event, path: script, failurePolicy: .fail)
         command.mode = mode
         command.workers = workers
         var configuration = ModuleConfiguration(kind: .isolator, moduleName: "bench_\(name)", commands: [command])

@@ -14,6 +14,9 @@
 #   - concurrency: the prepares of a 16-task group run together;
 #   - an agent crash with checkpointed tasks, one of them having lost its state file;
 #   - a watch limitation ending a task;
+#   - worker mode: a second isolator serves usage from one long-lived Python worker (examples/lib), gone with the
+#     agent; its `when` rule runs its prepare for a labelled task and skips another; latency percentiles;
+#   - the shim's futures complete in a libprocess context (Tests/ShimCheck, built from the module's build dir);
 #   - with MCM_IT_FOREIGN_MODULE=/path/to.so built against another Mesos: the agent refuses to start with it.
 # Every wait has a deadline. Exits 0 only if every check passed. Without a Mesos build it says SKIPPED and exits 0.
 # Needs cmake, curl and jq. CI (.ci/mesos-agents) runs it against every Mesos bundle in ../shared/mesos.
@@ -107,6 +110,18 @@ else
 fi
 [ -f "$module" ] || { tail -30 "$work/cmake.log"; exit 1; }
 
+# What only a real libprocess shows: where the shim completes its futures (built in the module's CMake build dir).
+module_build=$(dirname "$module")
+if [ -f "$module_build/CMakeCache.txt" ]; then
+  cmake --build "$module_build" --target shim_check > "$work/shim_check.log" 2>&1
+  mkdir -p "$work/shim_check"
+  shim_check() { "$module_build/shim_check" "$module" "$work/shim_check" 2>/dev/null || tail -5 "$work/shim_check.log"; }
+  check "the shim completes its futures in a libprocess context, and reports Mesos-style metrics (Tests/ShimCheck)" \
+    shim_check
+else
+  echo "# no CMake build directory beside $module: the shim check is skipped"
+fi
+
 # Scripts that record every call (input) and answer with distinctive values; each one decides from its input
 # (the task's name or command in it) which scenario it plays, so that one manifest serves every check.
 mkdir -p "$work/scripts" "$work/calls" "$work/tmp"
@@ -138,6 +153,23 @@ if grep -q mcm-slow-usage \"\$1\"; then exec sleep 300; fi
 echo '{\"net_rx_packets\":4242,\"net_tx_packets\":2424}' > \"\$2\""
 script cleanup.sh ''
 script watch.sh 'grep -q "limit-me" "$1" && echo "{\"message\":\"mcm-it limitation\",\"reason\":\"REASON_CONTAINER_LIMITATION\"}" > "$2"'
+script ruled_prepare.sh ''
+# The second isolator's usage command, in worker mode: one Python process (the project's helper) for every
+# usage event; it notes its pid when it starts and each container it serves.
+cat > "$work/scripts/usage_worker.py" <<EOF
+#!/usr/bin/env python3
+import os, sys
+sys.path.insert(0, "$repo/examples/lib")
+import mesos_command_modules as mcm
+with open("$work/worker.starts", "a") as f:
+    f.write("%d\\n" % os.getpid())
+def usage(envelope, event):
+    with open("$work/worker.served", "a") as f:
+        f.write(envelope["container_id"]["value"] + "\\n")
+    return {"net_tx_bytes": 7777}
+mcm.serve(usage)
+EOF
+chmod +x "$work/scripts/usage_worker.py"
 
 cat > "$work/modules.json" <<EOF
 {"libraries": [{"file": "$module", "modules": [
@@ -164,9 +196,18 @@ cat > "$work/modules.json" <<EOF
     {"key": "isolator_usage_timeout", "value": "$usage_timeout"},
     {"key": "isolator_watch_command", "value": "$work/scripts/watch.sh"},
     {"key": "isolator_watch_frequence", "value": "1"},
-    {"key": "isolator_cleanup_command", "value": "$work/scripts/cleanup.sh"}]}
+    {"key": "isolator_cleanup_command", "value": "$work/scripts/cleanup.sh"}]},
+  {"name": "com_criteo_mesos_CommandIsolator2", "parameters": [
+    {"key": "module_name", "value": "it_worker"},
+    {"key": "temp_dir", "value": "$work/tmp"},
+    {"key": "state_dir", "value": "$work/state"},
+    {"key": "isolator_usage_command", "value": "$work/scripts/usage_worker.py"},
+    {"key": "isolator_usage_mode", "value": "worker"},
+    {"key": "isolator_prepare_command", "value": "$work/scripts/ruled_prepare.sh"},
+    {"key": "isolator_prepare_when", "value": "label:mcm_rule=yes"}]}
 ]}]}
 EOF
+isolation=filesystem/posix,posix/cpu,posix/mem,com_criteo_mesos_CommandIsolator,com_criteo_mesos_CommandIsolator2
 
 start_master() {
   "$MESOS_BUILD_DIR/bin/mesos-master.sh" --ip=127.0.0.1 --port="$master_port" --work_dir="$work/master" \
@@ -270,7 +311,7 @@ start_held_task rollout
 check "a checkpointed task runs on the agent without the isolator" wait_for 60 is_running rollout
 rollout_container=$(container_of rollout)
 stop_agent TERM
-start_agent filesystem/posix,posix/cpu,posix/mem,com_criteo_mesos_CommandIsolator
+start_agent "$isolation"
 check "the agent restarts with the isolator enabled and re-registers" wait_for 60 registered
 check "rollout: recover got the task's container in its states" \
   wait_for 30 grep -q "\"value\":\"$rollout_container\"" "$work/calls/recover.sh.log"
@@ -411,10 +452,54 @@ check "16 prepares ran, each to its end" test "$group_starts" = 16 -a "$group_en
 check "the prepares ran together, not one after the other (at least 8 at once, under 8 s in all)" \
   awk -v most="$group_most" -v span="$group_span" 'BEGIN { exit !(most >= 8 && span < 8) }'
 
+echo "# worker mode and when rules (the second isolator, it_worker)"
+worker_statistics() {
+  curl -sf --max-time 20 "http://$agent/monitor/statistics" \
+    | jq -e '.[] | select(.executor_id == "long") | .statistics.net_tx_bytes == 7777 and .statistics.net_rx_packets == 4242'
+}
+check "worker mode: the usage worker's numbers are in /monitor/statistics, beside the exec usage's" wait_for 20 worker_statistics
+for _ in 1 2 3 4 5; do curl -sf --max-time 20 "http://$agent/monitor/statistics" > /dev/null; done
+worker_once() {
+  echo "$(wc -l < "$work/worker.starts") worker(s) started, $(wc -l < "$work/worker.served") usage events served"
+  [ "$(wc -l < "$work/worker.starts")" -eq 1 ] && [ "$(wc -l < "$work/worker.served")" -ge 10 ]
+}
+check "worker mode: one worker process served every usage request" worker_once
+worker_pid=$(head -n 1 "$work/worker.starts")
+worker_percentiles() {
+  curl -sf "http://$agent/metrics/snapshot" | jq -e '
+    .["command_modules/it_worker/isolator_usage/calls"] >= 10
+    and .["command_modules/it_worker/isolator_usage/latency_ms/count"] >= 2
+    and (.["command_modules/it_worker/isolator_usage/latency_ms/p50"] | type) == "number"
+    and (.["command_modules/it_worker/isolator_usage/latency_ms/p99"] | type) == "number"
+    and (.["command_modules/it_worker/isolator_usage/latency_ms/p999"] | type) == "number"
+    and (.["command_modules/it_isolator/isolator_prepare/latency_ms/p90"] | type) == "number"
+    and .["command_modules/it_isolator/isolator_prepare/latency_ms/max"] >= .["command_modules/it_isolator/isolator_prepare/latency_ms/min"]'
+}
+check "the latency is a Mesos timer with its percentiles in /metrics/snapshot" worker_percentiles
+ruled_task() {  # ruled_task NAME LABELS-JSON: a short task with those labels, run to completion
+  jq -n --arg name "$1" --argjson labels "$2" '{name: $name, task_id: {value: $name}, agent_id: {value: ""},
+    labels: {labels: $labels},
+    resources: [{name: "cpus", type: "SCALAR", scalar: {value: 0.1}}, {name: "mem", type: "SCALAR", scalar: {value: 32}}],
+    command: {value: "true"}}' > "$work/$1.json"
+  timeout 120 "$MESOS_BUILD_DIR/src/mesos-execute" --master="$master" --task="$work/$1.json" > "$work/$1.out" 2>&1
+}
+ruled_task mcm-rule-match '[{"key": "mcm_rule", "value": "yes"}]'
+ruled_task mcm-rule-skip '[{"key": "mcm_rule", "value": "no"}]'
+check "when: the tasks of both rules run to TASK_FINISHED" \
+  sh -c "grep -q TASK_FINISHED '$work/mcm-rule-match.out' && grep -q TASK_FINISHED '$work/mcm-rule-skip.out'"
+check "when: the prepare command ran for the task its rule matches (label mcm_rule=yes)" \
+  grep -q '"key":"mcm_rule","value":"yes"' "$work/calls/ruled_prepare.sh.log"
+rule_skipped() {
+  ! grep -q '"key":"mcm_rule","value":"no"' "$work/calls/ruled_prepare.sh.log" \
+    && curl -sf "http://$agent/metrics/snapshot" | jq -e '.["command_modules/it_worker/isolator_prepare/skipped"] >= 1'
+}
+check "when: it did not run for the task its rule skips (mcm_rule=no), and the skip is counted" rule_skipped
+
 echo "# an agent crash with checkpointed tasks running, one of them having lost its state file"
 rm -f "$work/state/it_isolator/$lost_container"
 stop_agent KILL
-start_agent filesystem/posix,posix/cpu,posix/mem,com_criteo_mesos_CommandIsolator
+check "worker mode: the worker is gone once the agent is (killed)" wait_for 10 sh -c "! kill -0 $worker_pid"
+start_agent "$isolation"
 check "the restarted agent recovers and re-registers" wait_for 60 registered
 check "recover got the running container in its states" \
   wait_for 30 grep -q "\"value\":\"$long_container\"" "$work/calls/recover.sh.log"

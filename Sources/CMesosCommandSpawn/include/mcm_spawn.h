@@ -51,6 +51,18 @@ int mcm_wtermsig(int status);
 /// the write end when it is 1. The command's end stays blocking.
 int mcm_pipe(int fds[2], int our_end);
 
+/// socketpair(AF_UNIX, SOCK_STREAM) for a worker's stdin: fds[0] is the worker's end, fds[1] ours (non-blocking).
+/// A socket, not a pipe, so that writing to a worker that died gives EPIPE from any thread, never a SIGPIPE
+/// (see mcm_send).
+int mcm_socketpair(int fds[2]);
+
+/// send(fd, bytes, length, MSG_NOSIGNAL | MSG_DONTWAIT), retrying EINTR.
+ssize_t mcm_send(int fd, const void *bytes, size_t length);
+
+/// A non-blocking CLOCK_MONOTONIC timerfd, and arming it at an absolute time (0 disarms).
+int mcm_timerfd(void);
+int mcm_timerfd_arm(int fd, uint64_t deadline_ns);
+
 /// openat(dir_fd, name, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0600): a new private file.
 int mcm_create_file_at(int dir_fd, const char *name);
 

@@ -37,6 +37,8 @@ final class EventLoop: @unchecked Sendable {
 
     private struct Inbox {
         var work: [@Sendable (EventLoop) -> Void] = []
+        /// The eventfd was written since the loop last took the work: no need to write it again.
+        var wakePending = false
     }
 
     private let inbox = Mutex(Inbox())
@@ -82,14 +84,19 @@ final class EventLoop: @unchecked Sendable {
     /// A fresh client id, from any thread (so that a caller knows the id it may cancel before the client runs).
     func makeClientID() -> UInt64 { nextClientID.wrappingAdd(1, ordering: .relaxed).oldValue }
 
-    /// Runs `work` on the loop thread, soon.
-    func execute(_ work: @escaping @Sendable (EventLoop) -> Void) {
-        let wasEmpty = inbox.withLock { inbox in
+    /// Runs `work` on the loop thread, soon — or, with `wake` false, when the loop next wakes for any reason
+    /// (a ready fd, a deadline, other work): for work that only matters together with such an event. Each
+    /// iteration runs the inbox before it looks at the fds that woke it, so work handed over before a fd became
+    /// ready runs before that fd is handled.
+    func execute(wake: Bool = true, _ work: @escaping @Sendable (EventLoop) -> Void) {
+        let needsWake = inbox.withLock { inbox in
             inbox.work.append(work)
-            return inbox.work.count == 1
+            guard wake, !inbox.wakePending else { return false }
+            inbox.wakePending = true
+            return true
         }
         // One wake-up per batch: the loop drains the whole inbox each time.
-        if wasEmpty {
+        if needsWake {
             var one: UInt64 = 1
             _ = Glibc.write(wakeFD, &one, 8)
         }
@@ -135,6 +142,19 @@ final class EventLoop: @unchecked Sendable {
         }
     }
 
+    /// Runs the work handed over so far (loop thread). The loop does so before it handles ready fds; a client
+    /// may call it when what it just read may depend on work handed over meanwhile.
+    func runHandedOverWork() {
+        let work = inbox.withLock { inbox in
+            defer {
+                inbox.work.removeAll(keepingCapacity: true)
+                inbox.wakePending = false
+            }
+            return inbox.work
+        }
+        for item in work { item(self) }
+    }
+
     private final class Timer: LoopClient {
         let id: UInt64
         let deadline: UInt64
@@ -168,20 +188,16 @@ final class EventLoop: @unchecked Sendable {
                 // Only a broken epoll fd fails here; never spin, never crash the agent.
                 usleep(10_000)
             }
-            for i in 0..<max(0, Int(count)) {
-                let data = ready[i]
-                if data == 0 {
-                    var value: UInt64 = 0
-                    _ = Glibc.read(wakeFD, &value, 8)
-                    continue
-                }
-                clients[data >> 3]?.ready(tag: UInt8(data & 7), loop: self)
+            // The eventfd first, then the inbox: work handed over after this read either is taken below or
+            // writes the eventfd again.
+            for i in 0..<max(0, Int(count)) where ready[i] == 0 {
+                var value: UInt64 = 0
+                _ = Glibc.read(wakeFD, &value, 8)
             }
-            let work = inbox.withLock { inbox in
-                defer { inbox.work.removeAll(keepingCapacity: true) }
-                return inbox.work
+            runHandedOverWork()
+            for i in 0..<max(0, Int(count)) where ready[i] != 0 {
+                clients[ready[i] >> 3]?.ready(tag: UInt8(ready[i] & 7), loop: self)
             }
-            for item in work { item(self) }
             let now = MonotonicClock.now()
             for client in Array(clients.values) {
                 if let due = client.wakeAt, due <= now { client.wake(now: now, loop: self) }

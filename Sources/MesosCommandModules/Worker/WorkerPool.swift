@@ -108,7 +108,19 @@ final class WorkerPool: Sendable {
             done: release, logPrefix: logPrefix)
         released = true  // from here, the slot is freed by the worker (failure, dropped answer) or below
         let process = UncheckedSendable(handle.process)
-        loop.execute { loop in process.value.send(request, on: loop) }
+        // Handed to the loop without waking it, then written from here: the loop runs its inbox before it reads
+        // an answer, and the deadline timer wakes it if none comes.
+        loop.execute(wake: false) { loop in process.value.accept(request, on: loop) }
+        switch handle.process.input.send(request.bytes, deadline: deadline.nanoseconds) {
+        case .all:
+            break
+        case .part(let written):
+            loop.execute { loop in process.value.continueWriting(requestID, from: written, on: loop) }
+        case .closed:
+            loop.execute { loop in process.value.writeFailed(requestID, errno: EPIPE, on: loop) }
+        case .failed(let code):
+            loop.execute { loop in process.value.writeFailed(requestID, errno: code, on: loop) }
+        }
         let reply = await withTaskCancellationHandler {
             await completion.value
         } onCancel: {
@@ -162,11 +174,18 @@ final class WorkerPool: Sendable {
         var stdin: [Int32] = [-1, -1]
         var stdout: [Int32] = [-1, -1]
         var stderr: [Int32] = [-1, -1]
-        func closeAll() { for fd in stdin + stdout + stderr where fd >= 0 { close(fd) } }
-        guard mcm_pipe(&stdin, 1) == 0, mcm_pipe(&stdout, 0) == 0, mcm_pipe(&stderr, 0) == 0 else {
+        var timer: Int32 = -1
+        func closeAll() { for fd in stdin + stdout + stderr + [timer] where fd >= 0 { close(fd) } }
+        guard mcm_socketpair(&stdin) == 0, mcm_pipe(&stdout, 0) == 0, mcm_pipe(&stderr, 0) == 0 else {
             let code = errno
             closeAll()
             return .failure(failure(.setup("cannot create the worker's pipes: \(SystemError.describe(code))")))
+        }
+        timer = mcm_timerfd()
+        guard timer >= 0 else {
+            let code = errno
+            closeAll()
+            return .failure(failure(.setup("cannot create the worker's timer: \(SystemError.describe(code))")))
         }
         var pid: pid_t = 0
         let spawnError = withCStringArray([path]) { argv in
@@ -178,14 +197,15 @@ final class WorkerPool: Sendable {
         close(stdout[1])
         close(stderr[1])
         guard spawnError == 0 else {
-            for fd in [stdin[1], stdout[0], stderr[0]] { close(fd) }
+            for fd in [stdin[1], stdout[0], stderr[0], timer] { close(fd) }
             return .failure(failure(.cannotStart(errno: spawnError)))
         }
         let id = loop.makeClientID()
         let name = path.split(separator: "/").last.map(String.init) ?? path
         let logger = self.logger
         let process = WorkerProcess(
-            id: id, pid: pid, stdin: stdin[1], stdout: stdout[0], stderr: stderr[0], lineLimit: lineLimit,
+            id: id, pid: pid, input: WorkerInput(stdin: stdin[1], timer: timer), stdout: stdout[0], stderr: stderr[0],
+            lineLimit: lineLimit,
             gracePeriod: gracePeriod, name: name,
             log: { warning, message in
                 if warning { logger.warning("\(message)") } else { logger.info("\(message)") }

@@ -54,6 +54,7 @@ final class WorkerProcess: LoopClient {
     static let stderrTag: UInt8 = 2
     static let exitTag: UInt8 = 3
     static let stdinTag: UInt8 = 4
+    static let timerTag: UInt8 = 5
     /// How long after its stdout ended the worker's exit is awaited before the failure is reported.
     static let exitGrace: UInt64 = 50_000_000
     /// Lines of stderr logged per request (and between requests): the rest are counted, not logged.
@@ -61,6 +62,8 @@ final class WorkerProcess: LoopClient {
 
     struct Request {
         let id: UInt64
+        /// The request line, and how much of it the worker has been sent: the event's task writes what the
+        /// socket takes at once (`WorkerInput.send`), the loop the rest (`continueWriting`).
         var bytes: [UInt8]
         var written = 0
         let deadline: UInt64
@@ -77,7 +80,8 @@ final class WorkerProcess: LoopClient {
 
     let id: UInt64
     let group: ProcessGroup
-    private var stdinFD: Int32
+    /// stdin and the deadline timer, shared with the events' tasks.
+    let input: WorkerInput
     private var stdoutFD: Int32
     private var stderrFD: Int32
     private let lineLimit: Int
@@ -105,12 +109,12 @@ final class WorkerProcess: LoopClient {
     private var shuttingDown = false
     private var writing = false
 
-    init(id: UInt64, pid: pid_t, stdin: Int32, stdout: Int32, stderr: Int32, lineLimit: Int, gracePeriod: Double,
+    init(id: UInt64, pid: pid_t, input: WorkerInput, stdout: Int32, stderr: Int32, lineLimit: Int, gracePeriod: Double,
          name: String, log: @escaping @Sendable (Bool, String) -> Void,
          gone: @escaping @Sendable (WorkerFailure?) -> Void, reaped: @escaping @Sendable () -> Void) {
         self.id = id
         self.group = ProcessGroup(pid: pid)
-        self.stdinFD = stdin
+        self.input = input
         self.stdoutFD = stdout
         self.stderrFD = stderr
         self.lineLimit = lineLimit
@@ -127,11 +131,14 @@ final class WorkerProcess: LoopClient {
         var code = group.register(on: loop, id: id, tag: Self.exitTag)
         if code == 0 { code = loop.register(stdoutFD, id: id, tag: Self.stdoutTag) }
         if code == 0 { code = loop.register(stderrFD, id: id, tag: Self.stderrTag) }
+        if code == 0 { code = loop.register(input.timerFD, id: id, tag: Self.timerTag) }
         if code != 0 { fail(.cannotWatch(errno: code), loop) }
     }
 
-    /// Sends a request. The worker serves one at a time: the pool never sends a second before `done`.
-    func send(_ request: Request, on loop: EventLoop) {
+    /// Takes charge of a request whose event's task writes it to stdin itself (handed over without waking the
+    /// loop: it runs before the worker's answer can be read). The worker serves one at a time: the pool never
+    /// hands over a second before `done`.
+    func accept(_ request: Request, on loop: EventLoop) {
         guard !stopping else {
             request.completion.complete(.failed(ended))
             request.done()
@@ -140,7 +147,20 @@ final class WorkerProcess: LoopClient {
         stderrBudget = Self.stderrLinesLogged
         reportDroppedStderr()
         self.request = request
+    }
+
+    /// The task could write only `written` bytes of the request: the loop writes the rest as the worker reads.
+    func continueWriting(_ requestID: UInt64, from written: Int, on loop: EventLoop) {
+        guard request?.id == requestID else { return }
+        request?.written = written
         write(loop)
+    }
+
+    /// The task's write failed (EPIPE: the worker is gone; its exit, if seen soon, says how).
+    func writeFailed(_ requestID: UInt64, errno code: Int32, on loop: EventLoop) {
+        guard request?.id == requestID, !stopping else { return }
+        if let failure = exitFailure() { return fail(failure, loop) }
+        fail(.cannotWrite(errno: code), loop)
     }
 
     /// The event of request `requestID` was cancelled: its task goes on at once, the worker finishes the request.
@@ -174,6 +194,7 @@ final class WorkerProcess: LoopClient {
         case Self.stdoutTag: readStdout(loop)
         case Self.stderrTag: readStderr(loop)
         case Self.stdinTag: write(loop)
+        case Self.timerTag: input.clearTimer()  // the deadline is checked in wake(now:)
         default: if group.noticeExit(on: loop) { leaderExited(loop) }
         }
     }
@@ -195,32 +216,27 @@ final class WorkerProcess: LoopClient {
 
     // MARK: - Requests and answers
 
+    /// Writes what is left of the request, waiting for stdin to be writable as long as needed.
     private func write(_ loop: EventLoop) {
-        guard var current = request, stdinFD >= 0 else { return }
-        while current.written < current.bytes.count {
-            let n = current.bytes.withUnsafeBytes { raw in
-                Glibc.write(stdinFD, raw.baseAddress! + current.written, raw.count - current.written)
+        guard let current = request, !stopping else { return }
+        switch input.send(current.bytes, from: current.written) {
+        case .all:
+            request?.written = current.bytes.count
+            if writing {
+                loop.unregister(input.stdinFD)
+                writing = false
             }
-            if n > 0 {
-                current.written += n
-                continue
+        case .part(let written):
+            request?.written = written
+            if !writing {
+                let code = loop.register(input.stdinFD, id: id, tag: Self.stdinTag, writable: true)
+                if code != 0 { return fail(.cannotWatch(errno: code), loop) }
+                writing = true
             }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && errno == EAGAIN {
-                request = current
-                if !writing {
-                    let code = loop.register(stdinFD, id: id, tag: Self.stdinTag, writable: true)
-                    if code != 0 { return fail(.cannotWatch(errno: code), loop) }
-                    writing = true
-                }
-                return
-            }
-            return fail(.cannotWrite(errno: errno), loop)
-        }
-        request = current
-        if writing {
-            loop.unregister(stdinFD)
-            writing = false
+        case .closed:
+            fail(ended, loop)
+        case .failed(let code):
+            fail(exitFailure() ?? .cannotWrite(errno: code), loop)
         }
     }
 
@@ -262,6 +278,10 @@ final class WorkerProcess: LoopClient {
     }
 
     private func answered(_ line: [UInt8], _ loop: EventLoop) {
+        // The request of this answer may have been handed over after the loop last ran its inbox (the worker
+        // answered while the previous answer was being read): run it before calling the line unexpected.
+        if request == nil { loop.runHandedOverWork() }
+        if stopping { return }
         guard let request else {
             let text = String(decoding: line.prefix(200), as: UTF8.self)
             return fail(.unexpectedLine(text), loop)
@@ -374,11 +394,8 @@ final class WorkerProcess: LoopClient {
     }
 
     private func closeStdin(_ loop: EventLoop) {
-        guard stdinFD >= 0 else { return }
-        if writing { loop.unregister(stdinFD) }
+        input.closeStdin { fd in loop.unregister(fd) }
         writing = false
-        close(stdinFD)
-        stdinFD = -1
     }
 
     private func killAndReap(_ loop: EventLoop) {
@@ -394,7 +411,8 @@ final class WorkerProcess: LoopClient {
         }
         stdoutFD = -1
         stderrFD = -1
-        closeStdin(loop)
+        writing = false
+        input.closeAll { fd in loop.unregister(fd) }  // unregistering one that was not registered is harmless
         reportDroppedStderr()
         loop.remove(id)
         goneNow(ended)
