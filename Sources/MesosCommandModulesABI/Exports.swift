@@ -71,6 +71,17 @@ public func mcm_module_handles(_ module: OpaquePointer?, _ eventKey: UnsafePoint
     return instance.configuration.command(for: event) == nil ? 0 : 1
 }
 
+@_cdecl("mcm_module_mode")
+public func mcm_module_mode(_ module: OpaquePointer?, _ eventKey: UnsafePointer<CChar>?) -> mcm_mode {
+    guard let module, let eventKey, let event = Event(rawValue: String(cString: eventKey)) else { return MCM_MODE_NONE }
+    let instance = Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module)).takeUnretainedValue()
+    switch instance.configuration.command(for: event)?.mode {
+    case .exec?: return MCM_MODE_EXEC
+    case .worker?: return MCM_MODE_WORKER
+    case nil: return MCM_MODE_NONE
+    }
+}
+
 @_cdecl("mcm_module_metric")
 public func mcm_module_metric(_ module: OpaquePointer?, _ eventKey: UnsafePointer<CChar>?, _ metric: mcm_metric) -> Double {
     guard let module, let eventKey, let event = Event(rawValue: String(cString: eventKey)) else { return 0 }

@@ -182,7 +182,8 @@ static void check_hooks(void) {
     CHECK(m != NULL, "hook: created", "%s", error ? error : "");
     if (!m) return;
     CHECK(strcmp(mcm_module_name(m), "abi_hook") == 0, "hook: module_name", "%s", mcm_module_name(m));
-    CHECK(mcm_module_handles(m, "hook_slave_run_task_label_decorator") == 1 &&
+    CHECK(mcm_module_mode(m, "hook_slave_run_task_label_decorator") == MCM_MODE_EXEC &&
+              mcm_module_handles(m, "hook_slave_run_task_label_decorator") == 1 &&
               mcm_module_handles(m, "hook_slave_task_status_decorator") == 0 &&
               mcm_module_handles(m, "no_such_event") == 0,
           "hook: handles", "");
@@ -445,6 +446,8 @@ static void check_worker_destroy(void) {
     mcm_module *m = create(MCM_KIND_ISOLATOR, keys, values, 6, &error);
     CHECK(m != NULL, "worker: created", "%s", error ? error : "");
     if (!m) return;
+    CHECK(mcm_module_mode(m, "isolator_usage") == MCM_MODE_WORKER && mcm_module_mode(m, "isolator_prepare") == MCM_MODE_NONE,
+          "worker: mcm_module_mode", "%d", mcm_module_mode(m, "isolator_usage"));
     mcm_fragment id_only[] = {fragment("container_id", container)};
     int answered = 0;
     for (int i = 0; i < 20; i++) {

@@ -468,6 +468,7 @@ worker_pid=$(head -n 1 "$work/worker.starts")
 worker_percentiles() {
   curl -sf "http://$agent/metrics/snapshot" | jq -e '
     .["command_modules/it_worker/isolator_usage/calls"] >= 10
+    and .["command_modules/it_worker/isolator_usage/worker_restarts"] == 0
     and .["command_modules/it_worker/isolator_usage/latency_ms/count"] >= 2
     and (.["command_modules/it_worker/isolator_usage/latency_ms/p50"] | type) == "number"
     and (.["command_modules/it_worker/isolator_usage/latency_ms/p99"] | type) == "number"

@@ -186,7 +186,7 @@ bool Engine::handles(const std::string& event) const
 
 
 // Per configured event, in Mesos' conventions: the counters command_modules/<module_name>/<event>/{calls,
-// failures,timeouts,skipped} and the timer command_modules/<module_name>/<event>/latency_ms (with its
+// failures,timeouts,skipped} (and worker_restarts in worker mode) and the timer command_modules/<module_name>/<event>/latency_ms (with its
 // percentiles). Called before any event runs: the timers' map is read-only afterwards.
 void Engine::registerMetrics()
 {
@@ -196,7 +196,11 @@ void Engine::registerMetrics()
       continue;
     }
     const std::string prefix = "command_modules/" + name_ + "/" + event + "/";
-    for (const auto& counter : COUNTERS) {
+    std::vector<std::pair<mcm_metric, const char*>> counters(std::begin(COUNTERS), std::end(COUNTERS));
+    if (mcm_module_mode(module_, event) == MCM_MODE_WORKER) {
+      counters.push_back({MCM_METRIC_WORKER_RESTARTS, "worker_restarts"});
+    }
+    for (const auto& counter : counters) {
       const std::string key = event;
       const mcm_metric which = counter.first;
       process::metrics::PullGauge gauge(

@@ -120,6 +120,14 @@ const char *mcm_module_name(const mcm_module *module);
 /* 1 if the module has a command for `event_key` (e.g. "isolator_prepare"), 0 otherwise. */
 int mcm_module_handles(const mcm_module *module, const char *event_key);
 
+/* How the module runs `event_key`'s command. */
+typedef enum {
+    MCM_MODE_NONE = 0,   /* no command */
+    MCM_MODE_EXEC = 1,   /* a process per event */
+    MCM_MODE_WORKER = 2  /* a long-lived worker serving many events */
+} mcm_mode;
+mcm_mode mcm_module_mode(const mcm_module *module, const char *event_key);
+
 /*
  * Runs an event (`event_key` as in the parameters, e.g. "hook_slave_run_task_label_decorator",
  * "isolator_usage") with the envelope's fragments. Isolator events take: recover {states, orphans};

@@ -36,10 +36,15 @@ public final class HookModule: CommandModule {
     /// - Throws: ``EventError`` when the command fails (policy `fail`) or writes what the event cannot take.
     public func run(_ event: Event, envelope: Envelope) async throws(EventError) -> String? {
         precondition(event.kind == .hook, "\(event.key) is not a hook event")
-        let subject = envelope.subject
         let decision = self.decision(for: event, envelope: envelope)
+        if let decision, !decision.matched, !configuration.debug {
+            // Skipped: no process, no log line; only the count.
+            events.metrics.recordSkip(event)
+            return nil
+        }
         let skipped = decision?.matched == false ? decision?.reason : nil
-        guard let value = try await runCommand(event, envelope, subject: subject, skippedBecause: skipped).value else {
+        guard let value = try await runCommand(event, envelope, subject: envelope.subject, skippedBecause: skipped).value
+        else {
             return nil
         }
         switch event {

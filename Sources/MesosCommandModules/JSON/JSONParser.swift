@@ -13,7 +13,14 @@ extension JSONValue {
 
     /// Parses one JSON value (RFC 8259) surrounded by optional white space. Strings must be valid UTF-8.
     public init(parsing text: String) throws(JSONParseError) {
-        self = try JSONValue(parsing: Array(text.utf8))
+        var text = text
+        let result = text.withUTF8 { buffer in Result { () throws(JSONParseError) in try JSONValue(parsing: buffer) } }
+        self = try result.get()
+    }
+
+    /// Parses one JSON value from bytes.
+    public init(parsing bytes: [UInt8]) throws(JSONParseError) {
+        self = try bytes.withUnsafeBufferPointer { buffer throws(JSONParseError) in try JSONValue(parsing: buffer) }
     }
 
     /// Parses one JSON value from raw bytes, which may be anything a command wrote.
@@ -169,17 +176,21 @@ private struct JSONParser {
     mutating func parseString() throws(JSONParseError) -> String {
         index += 1
         let start = index
-        // Fast path: no escapes.
+        var ascii = true
+        // Fast path: no escapes. ASCII needs no validation (String(validating:) is generic, hence slow, in the
+        // standard library: an ASCII string, most of what Mesos writes, is decoded directly).
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let raw = UnsafeBufferPointer(rebasing: bytes[start..<index])
+                index += 1
+                if ascii { return String(decoding: raw, as: UTF8.self) }
                 guard let text = String(validating: raw, as: UTF8.self) else {
                     throw JSONParseError(reason: "invalid UTF-8 in a string", offset: start)
                 }
-                index += 1
                 return text
             }
+            if byte >= 0x80 { ascii = false }
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw fail("control character in a string") }
             index += 1
