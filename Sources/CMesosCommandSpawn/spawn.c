@@ -171,17 +171,6 @@ int mcm_pidfd_open(pid_t pid) {
 #endif
 }
 
-int mcm_child_exited(pid_t pid) {
-    siginfo_t info;
-    info.si_pid = 0;
-    int rc;
-    do {
-        rc = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT);
-    } while (rc == -1 && errno == EINTR);
-    if (rc == -1) return -1;
-    return info.si_pid == pid ? 1 : 0;
-}
-
 int mcm_peek_exit(pid_t pid, int *exited, int *value) {
     siginfo_t info;
     info.si_pid = 0;
@@ -194,6 +183,11 @@ int mcm_peek_exit(pid_t pid, int *exited, int *value) {
     *exited = info.si_code == CLD_EXITED;
     *value = info.si_status;
     return 1;
+}
+
+int mcm_child_exited(pid_t pid) {
+    int exited, value;
+    return mcm_peek_exit(pid, &exited, &value);
 }
 
 int mcm_reap(pid_t pid, int *status) {

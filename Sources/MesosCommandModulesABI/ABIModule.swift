@@ -101,58 +101,66 @@ final class ABIModule: Sendable {
     }
 }
 
-/// Where a module's command latencies go: the shim's callback until the module is destroyed, then nowhere.
-final class LatencySink: Sendable {
+/// A C callback of the shim and its context, called under a lock until `close()`: no call starts after
+/// `close()` returns, and one under way finishes first — what `mcm_module_destroy` promises.
+final class CallbackSink<Callback>: @unchecked Sendable {
+    /// A C function pointer and the shim's context pointer: plain values, safe to use from any thread.
     private struct Target: @unchecked Sendable {
-        var callback: mcm_latency_callback
+        var callback: Callback
         var context: UnsafeMutableRawPointer?
     }
 
     private let target: Mutex<Target?>
 
-    init(callback: mcm_latency_callback?, context: UnsafeMutableRawPointer?) {
+    init(_ callback: Callback?, context: UnsafeMutableRawPointer?) {
         target = Mutex(callback.map { Target(callback: $0, context: context) })
     }
 
-    var observer: LatencyObserver {
-        { [self] event, milliseconds in
-            target.withLock { target in
-                guard let target else { return }
-                event.key.withCString { target.callback(target.context, $0, milliseconds) }
-            }
+    func call(_ body: (Callback, UnsafeMutableRawPointer?) -> Void) {
+        target.withLock { target in
+            guard let target else { return }
+            body(target.callback, target.context)
         }
     }
 
     func close() { target.withLock { $0 = nil } }
 }
 
-/// Where a module's log lines go: the shim's callback until the module is destroyed, then nowhere.
-final class LogSink: Sendable {
-    private struct Target: @unchecked Sendable {
-        var callback: mcm_log_callback
-        var context: UnsafeMutableRawPointer?
+/// Where a module's command latencies go (the shim's timers).
+final class LatencySink: Sendable {
+    private let sink: CallbackSink<mcm_latency_callback>
+
+    init(callback: mcm_latency_callback?, context: UnsafeMutableRawPointer?) {
+        sink = CallbackSink(callback, context: context)
     }
 
-    private let target: Mutex<Target?>
+    var observer: LatencyObserver {
+        { [sink] event, milliseconds in
+            sink.call { callback, context in event.key.withCString { callback(context, $0, milliseconds) } }
+        }
+    }
+
+    func close() { sink.close() }
+}
+
+/// Where a module's log lines go: the shim's callback until the module is destroyed, then nowhere.
+final class LogSink: Sendable {
+    private let sink: CallbackSink<mcm_log_callback>
 
     init(callback: mcm_log_callback?, context: UnsafeMutableRawPointer?) {
-        target = Mutex(callback.map { Target(callback: $0, context: context) })
+        sink = CallbackSink(callback, context: context)
     }
 
     func write(_ level: mcm_log_level, _ message: String) {
-        // Under the lock, so that no line is delivered after `close()` returns.
-        target.withLock { target in
-            guard let target else { return }
-            var text = message
+        var text = message
+        sink.call { callback, context in
             text.withUTF8 { bytes in
-                bytes.withMemoryRebound(to: CChar.self) { chars in
-                    target.callback(target.context, level, chars.baseAddress, chars.count)
-                }
+                bytes.withMemoryRebound(to: CChar.self) { chars in callback(context, level, chars.baseAddress, chars.count) }
             }
         }
     }
 
-    func close() { target.withLock { $0 = nil } }
+    func close() { sink.close() }
 
     var logger: Logger {
         Logger(label: "mesos-command-modules") { _ in Handler(sink: self) }
