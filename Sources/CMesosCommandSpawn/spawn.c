@@ -121,11 +121,11 @@ failed:;
 }
 
 int mcm_spawn_worker(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
-                     int stderr_fd, pid_t *pid) {
+                     int stderr_fd, pid_t *pid, int *report_fd) {
     char **envp = merged_environment(extra_env);
     if (envp == NULL) return ENOMEM;
     int report[2];
-    if (mcm_pipe(report, 1) != 0) { /* our read end stays blocking */
+    if (mcm_pipe(report, 0) != 0) { /* our read end is non-blocking */
         int code = errno;
         free(envp);
         return code;
@@ -146,19 +146,9 @@ int mcm_spawn_worker(const char *path, char *const argv[], char *const extra_env
         close(report[0]);
         return fork_errno;
     }
-    int code = 0;
-    ssize_t n;
-    do {
-        n = read(report[0], &code, sizeof code);
-    } while (n < 0 && errno == EINTR);
-    close(report[0]);
-    if (n == (ssize_t)sizeof code) {
-        int status;
-        while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
-        }
-        return code;
-    }
+    /* Not waited for here: an exec stuck in the kernel (a hung mount) must not block the caller. */
     *pid = child;
+    *report_fd = report[0];
     return 0;
 }
 
@@ -228,6 +218,7 @@ failed:;
     int saved = errno;
     if (fds[0] >= 0) close(fds[0]);
     if (fds[1] >= 0) close(fds[1]);
+    fds[0] = fds[1] = -1; /* closed: the caller must not close these numbers again */
     errno = saved;
     return -1;
 }
@@ -274,6 +265,7 @@ int mcm_socketpair(int fds[2]) {
         int saved = errno;
         if (fds[0] >= 0) close(fds[0]);
         if (fds[1] >= 0) close(fds[1]);
+        fds[0] = fds[1] = -1; /* closed: the caller must not close these numbers again */
         errno = saved;
         return -1;
     }

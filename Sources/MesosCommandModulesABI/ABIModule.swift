@@ -61,6 +61,13 @@ final class ABIModule: Sendable {
         }
     }
 
+    func workerRestarts(_ event: Event) -> Int {
+        switch instance {
+        case .hook(let hook): hook.workerRestarts(event)
+        case .isolator(let isolator): isolator.workerRestarts(event)
+        }
+    }
+
     var metrics: ModuleMetrics {
         switch instance {
         case .hook(let hook): hook.metrics

@@ -85,13 +85,14 @@ public func mcm_module_mode(_ module: OpaquePointer?, _ eventKey: UnsafePointer<
 @_cdecl("mcm_module_metric")
 public func mcm_module_metric(_ module: OpaquePointer?, _ eventKey: UnsafePointer<CChar>?, _ metric: mcm_metric) -> Double {
     guard let module, let eventKey, let event = Event(rawValue: String(cString: eventKey)) else { return 0 }
-    let metrics = Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module)).takeUnretainedValue().metrics.snapshot(event)
+    let instance = Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module)).takeUnretainedValue()
+    let metrics = instance.metrics.snapshot(event)
     switch metric {
     case MCM_METRIC_CALLS: return Double(metrics.calls)
     case MCM_METRIC_FAILURES: return Double(metrics.failures)
     case MCM_METRIC_TIMEOUTS: return Double(metrics.timeouts)
     case MCM_METRIC_SKIPPED: return Double(metrics.skipped)
-    case MCM_METRIC_WORKER_RESTARTS: return Double(metrics.workerRestarts)
+    case MCM_METRIC_WORKER_RESTARTS: return Double(instance.workerRestarts(event))
     default: return 0
     }
 }

@@ -160,12 +160,6 @@ struct Run: AsyncParsableCommand {
     }
 }
 
-extension ContainerID {
-    init(path: [String]) {
-        self.init(path.last ?? "")
-        self.path = path
-    }
-}
 
 extension String {
     init?(contentsOfFile path: String) {

@@ -25,6 +25,7 @@ import Testing
         ("role~(prod", #"at character 6: '(prod' is not a regular expression: Unmatched ( or \("#),
         ("nested=maybe", "at character 8: nested takes =true or =false, not '=maybe'"),
         ("class=GPU", "at character 7: class is DEFAULT or DEBUG, not 'GPU'"),
+        ("label:team~ml)|(.*", #"at character 12: 'ml)|(.*' is not a regular expression: Unmatched ( or \("#),
         ("label:=x", "at character 7: 'label:' needs a label key"),
         ("framework~", "at character 11: 'framework~' needs a pattern"),
         (" ; ", "at character 1: the rule has no condition"),
@@ -32,6 +33,13 @@ import Testing
     func aRuleThatDoesNotParseNamesThePositionOfTheFault(_ text: String, _ expected: String) {
         let error = #expect(throws: RuleSyntaxError.self) { try Rule(parsing: text) }
         #expect(error?.description == expected)
+    }
+
+    @Test func aBackslashOtherThanBeforeASemicolonIsThePatternsOwn() throws {
+        let rule = try Rule(parsing: #"label:path~c:\\temp\;.*"#)
+        #expect(rule.conditions.map(\.value) == [#"c:\\temp;.*"#])
+        #expect(rule.conditions[0].holds(for: [#"c:\temp;x"#]))
+        #expect(!rule.conditions[0].holds(for: [#"c:temp;x"#]))
     }
 
     @Test func aBadRuleIsALoadTimeErrorNamingTheModuleAndTheKey() throws {
@@ -161,6 +169,22 @@ import Testing
         let usage = try JSONValue(parsing: try await module.usage(containerID: #"{"value":"old"}"#))
         #expect(usage["cpus_limit"] == .number("4"))
         #expect(spawned == ["isolator_usage"])
+    }
+
+    /// A task of a task group runs in a nested container, whose ContainerConfig Mesos gives no TaskInfo and its
+    /// ExecutorInfo only best effort: the rule reads the executor from the parent container the isolator
+    /// remembers, so that it decides alike before and after an agent failover.
+    @Test func aNestedContainerIsDecidedWithItsParentsExecutor() async throws {
+        let module = try ruledIsolator([(.usage, "executor_label:team=ml")])
+        let parent = #"{"value":"executor-container"}"#
+        let executorConfig = #"{"directory":"/d","command_info":{},"executor_info":{"executor_id":{"value":"e"},"#
+            + #""labels":{"labels":[{"key":"team","value":"ml"}]}}}"#
+        _ = try await module.prepare(containerID: parent, containerConfig: executorConfig)
+        let nested = #"{"value":"task-1","parent":{"value":"executor-container"}}"#
+        _ = try await module.prepare(containerID: nested, containerConfig: #"{"directory":"/d/t","command_info":{}}"#)
+        #expect(module.skipReason(.usage, containerID: ContainerID(path: ["executor-container", "task-1"])) == nil)
+        let usage = try JSONValue(parsing: try await module.usage(containerID: nested))
+        #expect(usage["cpus_limit"] == .number("4"))
     }
 
     @Test func aSkippedPrepareStillRemembersTheContainerForItsOtherEvents() async throws {

@@ -40,4 +40,22 @@ import Testing
                 && $0.contains("Console output: step 1 done\nstep 2 failed")
         })
     }
+
+    /// A helper a script leaves running in the background may keep writing to its stdout after the script
+    /// exits — as it could into the agent's output with the C++ module — without being killed by a SIGPIPE.
+    @Test func aBackgroundChildKeepsWritingAfterTheCommandExits() async throws {
+        let marker = sandbox.path + "/still-alive"
+        let script = sandbox.script("daemon.sh", """
+            #!/bin/sh
+            (sleep 0.3; echo 'helper still talking'; echo yes > \(marker)) &
+            echo started
+            """)
+        let fds = openFDCount()
+        let module = try isolator(sandbox, [("isolator_prepare_command", script)])
+        let start = ContinuousClock.now
+        _ = try await module.prepare(containerID: cid("c1"), containerConfig: "{}")
+        #expect(ContinuousClock.now - start < .milliseconds(250), "the result does not wait for the helper")
+        #expect(await eventually(within: 3) { sandbox.read(marker) == "yes\n" }, "the helper was not killed")
+        await expectNothingLeft(fdsBefore: fds, temporaryDirectory: module.temporaryDirectory)
+    }
 }

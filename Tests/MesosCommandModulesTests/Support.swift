@@ -261,3 +261,11 @@ func expectNothingLeft(fdsBefore: Int, temporaryDirectory: String, sourceLocatio
     #expect(await eventually(within: 5) { openFDCount() <= fdsBefore }, "fds: \(openFDTargets()) > \(fdsBefore)",
             sourceLocation: sourceLocation)
 }
+
+/// CPU time (user + system) this process has used, in seconds.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}

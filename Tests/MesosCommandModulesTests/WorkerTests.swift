@@ -140,7 +140,7 @@ import Testing
         #expect(message(await usage(module)) == "Command \"\(script)\" failed. Cause: no cgroup for c1")
         #expect(message(await usage(module)) == "Command \"\(script)\" failed. Cause: no cgroup for c1")
         #expect(starts(script).count == 1)
-        #expect(module.metrics.snapshot(.usage).workerRestarts == 0)
+        #expect(module.workerRestarts(.usage) == 0)
     }
 
     @Test func nullIsAnEmptyOutputAndAnOutputIsCheckedLikeAnOutputFile() async throws {
@@ -172,7 +172,7 @@ import Testing
         let second = await usage(module, "ok")
         #expect(try second.get()["processes"] == .number("1"), sourceLocation: sourceLocation)
         #expect(pids(script).count == 2 && pids(script).last != firstPID, "a fresh worker", sourceLocation: sourceLocation)
-        #expect(module.metrics.snapshot(.usage).workerRestarts == 1, sourceLocation: sourceLocation)
+        #expect(module.workerRestarts(.usage) == 1, sourceLocation: sourceLocation)
         if let firstPID {
             #expect(await eventually(within: 3) { kill(firstPID, 0) != 0 }, "the failed worker is gone",
                     sourceLocation: sourceLocation)
@@ -271,6 +271,71 @@ import Testing
             + "(not executable, or a directory)")
     }
 
+    // MARK: - Load: waiting is the event's, not the worker's
+
+    /// Under a burst, events that wait too long for the worker fail at their deadline — but the worker, which
+    /// answers each request in time, is never killed for their wait, and the backoff never starts.
+    @Test func aBusyWorkerIsNotKilledForTheTimeEventsWaitedForIt() async throws {
+        let script = bashWorker("busy.sh", #"sleep 0.1; printf '{"id":%s,"output":{"processes":1}}\n' "$id""#)
+        let module = try workerIsolator(script, [("isolator_usage_timeout", "1")])
+        _ = try await usage(module).get()
+        let results = await withTaskGroup(of: Result<JSONValue, EventError>.self) { group in
+            for _ in 0..<14 { group.addTask { await usage(module) } }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let served = results.filter { (try? $0.get()) != nil }.count
+        let failures = results.compactMap(message)
+        #expect(served >= 7, "\(failures)")
+        #expect(failures.allSatisfy { $0.hasPrefix("Command \"\(script)\" took too long to execute. Timeout: 1s") }, "\(failures)")
+        #expect(module.workerRestarts(.usage) == 0)
+        #expect(pids(script).count == 1, "the same worker served the burst")
+        // And it serves the next event at once: no backoff.
+        #expect(try await usage(module).get()["processes"] == .number("1"))
+    }
+
+    /// One bad input that makes workers exit repeatedly puts restarts on hold — not the workers still healthy:
+    /// a free live worker serves the next event.
+    @Test func restartsOnHoldDoNotStopAHealthyWorker() async throws {
+        let script = hostileWorker("poison.sh", "exit 1")
+        let module = try workerIsolator(script, [("isolator_usage_workers", "3")])
+        try module.adopt(containerID: cid("ok"), containerConfig: "{}")
+        try module.adopt(containerID: cid("poison"), containerConfig: "{}")
+        // Three events at once start the three workers.
+        let warm = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<3 { group.addTask { (try? await usage(module, "ok").get()) != nil } }
+            return await group.reduce(into: 0) { $0 += $1 ? 1 : 0 }
+        }
+        #expect(warm == 3 && pids(script).count == 3)
+        // Two workers die in a row: restarts are on hold for 0.5 s.
+        _ = await usage(module, "poison")
+        _ = await usage(module, "poison")
+        #expect(module.workerRestarts(.usage) == 2)
+        for _ in 0..<3 { #expect(try await usage(module, "ok").get()["processes"] == .number("1")) }
+        #expect(pids(script).count == 3, "the healthy worker served them, nothing was restarted")
+    }
+
+    /// A worker that answers before it has read the whole request breaks the stream between the module and it:
+    /// it is stopped, and the engine does not spin on the socket meanwhile.
+    @Test func aWorkerThatAnswersBeforeReadingItsWholeRequestIsStopped() async throws {
+        let script = sandbox.script("early.sh", """
+            #!/bin/bash
+            echo $$ >> "$0.start"
+            while :; do
+              head -c 20 > /dev/null || exit 0
+              printf '{"id":1,"output":null}\n'
+              sleep 1
+            done
+            """)
+        let module = try workerIsolator(script)
+        let big = "{\"directory\":\"" + String(repeating: "x", count: 4 << 20) + "\"}"
+        try module.adopt(containerID: cid("big"), containerConfig: big)
+        let cpu = processCPUSeconds()
+        let result = await usage(module, "big")
+        #expect(message(result) == "Command \"\(script)\" (worker) answered before reading the whole request.", "\(result)")
+        try await Task.sleep(for: .milliseconds(1000))
+        #expect(processCPUSeconds() - cpu < 0.6, "the engine spun on the worker's stdin")
+    }
+
     // MARK: - The end of a module
 
     @Test func stoppingTheWorkersClosesStdinWaitsTheGracePeriodThenKillsTheGroup() async throws {
@@ -292,7 +357,7 @@ import Testing
         let quick = ContinuousClock.now
         second.stopWorkers()
         #expect(ContinuousClock.now - quick < .milliseconds(250))
-        #expect(zombieChildren().isEmpty)
+        #expect(await eventually(within: 3) { zombieChildren().isEmpty })
     }
 
     @Test func anEventInFlightWhenTheModuleStopsFailsAtOnce() async throws {
@@ -304,7 +369,7 @@ import Testing
         module.stopWorkers()
         let result = await inFlight.value
         #expect(message(result) == "Command \"\(script)\" (worker) was stopped: the module is going away.")
-        #expect(zombieChildren().isEmpty)
+        #expect(await eventually(within: 3) { zombieChildren().isEmpty })
     }
 
     /// A worker never outlives the host process, even one that ignores the end of its stdin: it gets SIGKILL

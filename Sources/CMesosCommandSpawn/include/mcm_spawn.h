@@ -19,9 +19,11 @@ int mcm_spawn(const char *path, char *const argv[], char *const extra_env[], int
 /// As mcm_spawn, for a long-lived worker: the child also gets SIGKILL when the thread that started it dies
 /// (PR_SET_PDEATHSIG), so a worker never outlives the agent even if it ignores the end of its stdin. Call it
 /// from a thread that lives as long as the process. Uses fork (posix_spawn cannot set a death signal); the
-/// child makes only async-signal-safe calls before exec.
+/// child makes only async-signal-safe calls before exec. Returns at once: `*report_fd` (non-blocking) reads end
+/// of file once exec(2) succeeded, or its errno (4 bytes) if it failed — an exec stuck in the kernel does not
+/// block the caller.
 int mcm_spawn_worker(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
-                     int stderr_fd, pid_t *pid);
+                     int stderr_fd, pid_t *pid, int *report_fd);
 
 /// pidfd_open(2): a file descriptor that becomes readable when `pid` exits. -1 with errno on failure
 /// (ENOSYS before Linux 5.3).

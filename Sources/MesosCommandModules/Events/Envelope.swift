@@ -79,6 +79,11 @@ public struct ContainerID: Sendable, Hashable, CustomStringConvertible {
         path = (parent?.path ?? []) + [value]
     }
 
+    /// The container of `path`, from the outermost parent to the container itself.
+    public init(path: [String]) {
+        self.path = path.isEmpty ? [""] : path
+    }
+
     /// Reads the JSON form `{"value": "…", "parent": {…}}`.
     public init?(_ json: JSONValue) {
         var path: [String] = []

@@ -48,7 +48,14 @@ struct EventRunner: Sendable {
     /// with their group if they did not exit.
     func stopWorkers() {
         for pool in workers.values { pool.shutdown() }
-        for pool in workers.values { pool.waitUntilStopped(seconds: configuration.gracePeriod + 1) }
+        let deadline = MonotonicClock.now() &+ MonotonicClock.nanoseconds(configuration.gracePeriod + 1)
+        for pool in workers.values { pool.waitUntilStopped(until: deadline) }
+    }
+
+    /// Worker mode: workers of `event`'s command restarted after a failure (shared by the events of the command).
+    func workerRestarts(_ event: Event) -> Int {
+        guard let command = configuration.command(for: event), command.mode == .worker else { return 0 }
+        return workers[command.path]?.restarts.load(ordering: .relaxed) ?? 0
     }
 
     /// What a command produced: an output file (exec mode) or an answer (worker mode).
@@ -120,7 +127,6 @@ struct EventRunner: Sendable {
             let cancelled = error.code == .cancelled
             if !cancelled {
                 metrics.record(event, seconds: seconds, failed: true, timedOut: error.isTimeout)
-                if command.mode == .worker && error.stoppedTheWorker { metrics.recordWorkerRestart(event) }
                 log.error(error.description + (error.console.isEmpty ? "" : " Console output: \(error.console)"))
             }
             throw EventError(event, subject: subject, command: error)
@@ -134,16 +140,12 @@ struct EventRunner: Sendable {
         do {
             try await slots.acquire(until: deadline)
         } catch {
-            switch error {
-            case .timedOut:
-                return .failure(CommandError(command: command.path, code: .timedOutWaiting(
-                    timeout: command.timeout,
-                    waitingFor: "one of the module's max_in_flight=\(configuration.maxInFlight) command slots")))
-            case .cancelled:
-                return .failure(CommandError(command: command.path, code: .cancelled))
-            case .system(let failure):
-                return .failure(CommandError(command: command.path, code: .setup("\(failure)")))
-            }
+            return .failure(slotFailure(error, command))
+        }
+        // A slot handed over at the deadline, or to a cancelled event: nothing is started for it.
+        if deadline.hasPassed || Task.isCancelled {
+            slots.release(())
+            return .failure(slotFailure(Task.isCancelled ? .cancelled : .timedOut, command))
         }
         defer { slots.release(()) }
         do {
@@ -152,6 +154,19 @@ struct EventRunner: Sendable {
                 environment: ["MESOS_COMMAND_MODULES_EVENT=\(command.event.key)"]))
         } catch {
             return .failure(error)
+        }
+    }
+
+    private func slotFailure(_ error: FairPool<Void>.Failure, _ command: CommandConfiguration) -> CommandError {
+        switch error {
+        case .timedOut:
+            return CommandError(command: command.path, code: .timedOutWaiting(
+                timeout: command.timeout,
+                waitingFor: "one of the module's max_in_flight=\(configuration.maxInFlight) command slots"))
+        case .cancelled:
+            return CommandError(command: command.path, code: .cancelled)
+        case .system(let failure):
+            return CommandError(command: command.path, code: .setup("\(failure)"))
         }
     }
 

@@ -16,6 +16,10 @@ public final class HookModule: CommandModule {
     /// same without waiting.
     public func stopWorkers() { events.stopWorkers() }
 
+    /// Worker mode: how many workers of `event`'s command were stopped after a failure and replaced (one count
+    /// for all the events that share the command).
+    public func workerRestarts(_ event: Event) -> Int { events.workerRestarts(event) }
+
     /// Worker mode: the pids of the running workers.
     public var workerPIDs: [Int32] { events.workers.values.flatMap(\.pids) }
 

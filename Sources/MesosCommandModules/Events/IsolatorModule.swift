@@ -22,6 +22,10 @@ public final class IsolatorModule: CommandModule {
     /// same without waiting.
     public func stopWorkers() { events.stopWorkers() }
 
+    /// Worker mode: how many workers of `event`'s command were stopped after a failure and replaced (one count
+    /// for all the events that share the command).
+    public func workerRestarts(_ event: Event) -> Int { events.workerRestarts(event) }
+
     /// Worker mode: the pids of the running workers.
     public var workerPIDs: [Int32] { events.workers.values.flatMap(\.pids) }
     let store: ContainerStateStore
@@ -114,6 +118,10 @@ public final class IsolatorModule: CommandModule {
     private func prepareLocked(_ id: ContainerID, containerID: String, containerConfig: String) async throws(EventError)
         -> String?
     {
+        // Refused before anything is decided (and logged) for it.
+        guard store.record(id) == nil else {
+            throw EventError(.prepare, subject: id.description, refused: "mesos-command-module already initialized for container")
+        }
         let record = ContainerStateStore.Record(
             id: id, idJSON: containerID, config: containerConfig,
             skipped: decide(id, idJSON: containerID, config: containerConfig))
@@ -135,7 +143,8 @@ public final class IsolatorModule: CommandModule {
     private func decide(_ id: ContainerID, idJSON: String, config: String) -> [Event: String] {
         let ruled = configuration.commands.values.filter { $0.rule != nil && $0.event.isPerContainer }
         guard !ruled.isEmpty else { return [:] }
-        let subject = RuleSubject(containerID: idJSON, containerConfig: config)
+        let parent = id.path.count > 1 ? store.record(ContainerID(path: Array(id.path.dropLast())))?.config : nil
+        let subject = RuleSubject(containerID: idJSON, containerConfig: config, parentConfig: parent)
         var skipped: [Event: String] = [:]
         for command in ruled.sorted(by: { $0.event.key < $1.event.key }) {
             let decision = command.rule!.evaluate(subject)

@@ -10,8 +10,6 @@ public struct EventMetrics: Sendable, Equatable {
     public var timeouts = 0
     /// Events whose command did not run because their `<event>_when` rule did not match.
     public var skipped = 0
-    /// Worker mode: workers stopped after a failure while serving this event.
-    public var workerRestarts = 0
     /// Total and extreme wall time of the commands, in seconds.
     public var totalSeconds = 0.0
     public var maxSeconds = 0.0
@@ -46,10 +44,6 @@ public final class ModuleMetrics: Sendable {
             metrics.lastSeconds = seconds
             events[event] = metrics
         }
-    }
-
-    func recordWorkerRestart(_ event: Event) {
-        events.withLock { $0[event, default: EventMetrics()].workerRestarts += 1 }
     }
 
     func recordSkip(_ event: Event) {

@@ -173,12 +173,6 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func run() {
-        // Writes to a worker's stdin happen on this thread: a worker that died must give EPIPE, not a SIGPIPE
-        // that would kill the agent. (Workers started from here get an empty mask back.)
-        var pipe = sigset_t()
-        sigemptyset(&pipe)
-        sigaddset(&pipe, SIGPIPE)
-        pthread_sigmask(SIG_BLOCK, &pipe, nil)
         var ready = [UInt64](repeating: 0, count: 64)
         while true {
             let count = ready.withUnsafeMutableBufferPointer {
@@ -214,55 +208,5 @@ final class EventLoop: @unchecked Sendable {
         let now = MonotonicClock.now()
         guard earliest > now else { return 0 }
         return Int32(clamping: (earliest - now + 999_999) / 1_000_000)
-    }
-}
-
-/// An operating-system call failed: the call and its errno, worded for an operator.
-public struct SystemFailure: Error, Sendable, CustomStringConvertible {
-    public var call: String
-    public var code: Int32
-
-    init(_ call: String, _ code: Int32) {
-        self.call = call
-        self.code = code
-    }
-
-    public var description: String { "\(call) failed: \(SystemError.describe(code))" }
-}
-
-/// A value handed over once, from the loop thread (or any thread) to the task that awaits it.
-final class Completion<Value: Sendable>: Sendable {
-    private struct State {
-        var value: Value?
-        var waiter: CheckedContinuation<Value, Never>?
-    }
-
-    private let state = Mutex(State())
-
-    /// Completes with `value`; later calls are ignored. Returns whether this call completed it.
-    @discardableResult
-    func complete(_ value: Value) -> Bool {
-        let (waiter, completed) = state.withLock { state -> (CheckedContinuation<Value, Never>?, Bool) in
-            guard state.value == nil else { return (nil, false) }
-            state.value = value
-            defer { state.waiter = nil }
-            return (state.waiter, true)
-        }
-        waiter?.resume(returning: value)
-        return completed
-    }
-
-    var isCompleted: Bool { state.withLock { $0.value != nil } }
-
-    var value: Value {
-        get async {
-            await withCheckedContinuation { continuation in
-                let value = state.withLock { state in
-                    if state.value == nil { state.waiter = continuation }
-                    return state.value
-                }
-                if let value { continuation.resume(returning: value) }
-            }
-        }
     }
 }

@@ -70,11 +70,16 @@ final class FairPool<Item: Sendable>: Sendable {
         return try result.get()
     }
 
-    /// Gives an item back: to the first waiter, else to the pool.
-    func release(_ item: Item) {
+    /// Gives an item back: to the first waiter, else to the pool — where it is handed out next, or, when not
+    /// `preferred`, after every other free item (a worker slot whose worker died goes after the live ones).
+    func release(_ item: Item, preferred: Bool = true) {
         let waiter = state.withLock { state -> Waiter? in
             if state.waiters.isEmpty {
-                state.available.append(item)
+                if preferred {
+                    state.available.append(item)
+                } else {
+                    state.available.insert(item, at: 0)
+                }
                 return nil
             }
             return state.waiters.removeFirst()

@@ -6,6 +6,19 @@ enum SystemError {
     static func describe(_ code: Int32) -> String { String(cString: strerror(code)) }
 }
 
+/// An operating-system call failed: the call and its errno, worded for an operator.
+public struct SystemFailure: Error, Sendable, CustomStringConvertible {
+    public var call: String
+    public var code: Int32
+
+    init(_ call: String, _ code: Int32) {
+        self.call = call
+        self.code = code
+    }
+
+    public var description: String { "\(call) failed: \(SystemError.describe(code))" }
+}
+
 enum FileIO {
     /// Writes all of `bytes` to `fd`, retrying EINTR and short writes. Returns 0 or an errno value.
     static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {

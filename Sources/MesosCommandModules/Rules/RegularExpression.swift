@@ -12,17 +12,25 @@ final class RegularExpression: @unchecked Sendable {
     }
 
     init(_ pattern: String) throws(SyntaxError) {
+        // The bare pattern first: wrapped, an unbalanced one (`ml)|(.*`) could compile and anchor otherwise.
+        let bare = try Self.compile(pattern)
+        regfree(bare)
+        bare.deallocate()
         // Compiled before any stored property is set: a throw then does not run deinit.
+        self.compiled = try Self.compile("^(" + pattern + ")$")
+        self.pattern = pattern
+    }
+
+    private static func compile(_ pattern: String) throws(SyntaxError) -> UnsafeMutablePointer<regex_t> {
         let compiled = UnsafeMutablePointer<regex_t>.allocate(capacity: 1)
-        let code = regcomp(compiled, "^(" + pattern + ")$", REG_EXTENDED | REG_NOSUB)
+        let code = regcomp(compiled, pattern, REG_EXTENDED | REG_NOSUB)
         guard code == 0 else {
             var buffer = [CChar](repeating: 0, count: 256)
             regerror(code, compiled, &buffer, buffer.count)
             compiled.deallocate()
             throw SyntaxError(reason: String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
-        self.compiled = compiled
-        self.pattern = pattern
+        return compiled
     }
 
     deinit {

@@ -5,7 +5,7 @@
 ///
 ///     label:team=ml; role~prod-.*; nested=false
 ///
-/// - conditions are separated by `;` (write `\;` for a `;` inside a value);
+/// - conditions are separated by `;` (write `\;` for a `;` inside a value; other backslashes are kept);
 /// - a condition is `<property> <operator> <value>`, or `label:<key>` alone ("the label is present");
 /// - operators: `=` equals, `!=` differs, `~` matches, `!~` does not match. A pattern is a POSIX extended
 ///   regular expression (as `grep -E` takes) that must match the whole value;
@@ -152,7 +152,8 @@ extension Rule {
         }
         while index < characters.count {
             let character = characters[index]
-            if character == "\\" && index + 1 < characters.count && (characters[index + 1] == ";" || characters[index + 1] == "\\") {
+            // `\;` is a `;` inside a value; any other backslash is the value's own (a pattern's escape).
+            if character == "\\" && index + 1 < characters.count && characters[index + 1] == ";" {
                 current.append(characters[index + 1])
                 index += 2
                 continue

@@ -11,10 +11,14 @@ final class RuleSubject {
         self.fragments = fragments
     }
 
-    /// An isolator's container: its id and the ContainerConfig of `prepare`.
-    init(containerID: String, containerConfig: String?) {
+    /// An isolator's container: its id and the ContainerConfig of `prepare` — and, for a nested container, its
+    /// parent's: Mesos gives a nested container (a task of a task group) no TaskInfo, and its ExecutorInfo only
+    /// "best effort" (not after an agent failover); the parent's, remembered by the isolator, is the same
+    /// executor's, so that a rule on the executor decides alike before and after a restart.
+    init(containerID: String, containerConfig: String?, parentConfig: String? = nil) {
         var fragments = ["container_id": containerID]
         if let containerConfig { fragments["container_config"] = containerConfig }
+        if let parentConfig { fragments["parent_container_config"] = parentConfig }
         self.fragments = fragments
     }
 
@@ -28,7 +32,8 @@ final class RuleSubject {
     private var config: JSONValue? { message("container_config") }
     private var task: JSONValue? { message("task_info") ?? config?["task_info"] }
     private var executors: [JSONValue] {
-        [message("executor_info"), config?["executor_info"], task?["executor"]].compactMap { $0 }
+        let own = config?["executor_info"] ?? message("parent_container_config")?["executor_info"]
+        return [message("executor_info"), own, task?["executor"]].compactMap { $0 }
     }
     private var framework: JSONValue? { message("framework_info") }
 

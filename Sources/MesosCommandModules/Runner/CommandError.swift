@@ -55,14 +55,6 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
         self.console = console
     }
 
-    /// Whether this failure stopped a worker (a fresh one starts for the next event).
-    public var stoppedTheWorker: Bool {
-        switch code {
-        case .timedOut, .workerBroke: return true
-        default: return false
-        }
-    }
-
     public var isTimeout: Bool {
         switch code {
         case .timedOut, .timedOutWaiting: return true

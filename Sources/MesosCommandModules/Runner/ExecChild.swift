@@ -42,6 +42,7 @@ final class ExecChild: LoopClient {
     private var console: [UInt8] = []
     private var consoleDropped = 0
     private var stop: ChildExit.Ending?
+    private var reaped = false
     /// After the SIGKILL: when the event is answered even if the leader has not died.
     private var answerBy: UInt64?
     private var completion: Completion<ChildExit>?
@@ -112,10 +113,11 @@ final class ExecChild: LoopClient {
     }
 
     /// The leader exited. Its output so far is collected; a background child that still holds the pipe does
-    /// not delay the result.
+    /// not delay the result — and is not killed by a SIGPIPE at its next write either: the pipe stays open,
+    /// what comes after the result is read and dropped, until the last writer closes it (or the group is
+    /// killed at the timeout).
     private func leaderExited(_ loop: EventLoop) {
         readConsole(loop)
-        closeConsole(loop)
         if let stop {
             // Stopped, within the grace period: answer now; the zombie (and so the group id) stays until the
             // group gets its SIGKILL.
@@ -125,18 +127,21 @@ final class ExecChild: LoopClient {
     }
 
     private func finishIfReaped(_ loop: EventLoop) {
-        guard let reaped = group.reapIfPossible() else { return }
-        switch reaped {
-        case .status(let status): answer(.exited(status: status))
-        case .lost(let code): answer(.statusLost(errno: code))
+        if !reaped, let ending = group.reapIfPossible() {
+            reaped = true
+            switch ending {
+            case .status(let status): answer(.exited(status: status))
+            case .lost(let code): answer(.statusLost(errno: code))
+            }
         }
-        closeConsole(loop)
-        loop.remove(id)
+        // Gone from the loop once reaped and its console closed (background children still writing keep it).
+        if reaped && consoleFD < 0 { loop.remove(id) }
     }
 
     private func readConsole(_ loop: EventLoop) {
         while consoleFD >= 0 {
             let n = loop.read(consoleFD) { bytes in
+                guard completion != nil else { return }  // after the result: dropped
                 let room = max(0, consoleLimit - console.count)
                 console.append(contentsOf: bytes.prefix(room))
                 consoleDropped += bytes.count - min(bytes.count, room)
@@ -145,6 +150,7 @@ final class ExecChild: LoopClient {
             if n < 0 && errno == EINTR { continue }
             if n < 0 && errno == EAGAIN { return }
             closeConsole(loop)  // EOF or error
+            finishIfReaped(loop)
         }
     }
 

@@ -79,6 +79,11 @@ final class WorkerInput: Sendable {
     /// The stdin fd, for registering interest in writability (loop thread).
     var stdinFD: Int32 { fds.withLock { $0.stdin } }
 
+    /// Arms the deadline timer (loop thread: the worker's own deadline, once the event's has passed).
+    func arm(_ deadline: UInt64) {
+        fds.withLock { fds in if fds.timer >= 0 { mcm_timerfd_arm(fds.timer, deadline) } }
+    }
+
     /// Reads the timer's expirations (loop thread).
     func clearTimer() {
         fds.withLock { fds in

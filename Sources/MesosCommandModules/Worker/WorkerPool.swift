@@ -26,6 +26,8 @@ final class WorkerPool: Sendable {
     private let closed = Atomic<Bool>(false)
     /// Worker processes not yet reaped.
     private let alive = Atomic<Int>(0)
+    /// Workers stopped after a failure (each is replaced by a fresh one for the next event).
+    let restarts = Atomic<Int>(0)
 
     /// A running worker: its loop client id and the process, owned by the loop thread.
     private struct Handle: @unchecked Sendable {
@@ -68,27 +70,14 @@ final class WorkerPool: Sendable {
     func run(_ event: Event, envelope: String, deadline: Deadline, logPrefix: String) async throws(CommandError)
         -> JSONValue?
     {
-        let slot: Int
-        do {
-            slot = try await slots.acquire(until: deadline)
-        } catch {
-            switch error {
-            case .timedOut:
-                throw failure(.timedOutWaiting(
-                    timeout: deadline.timeout, waitingFor: "one of the \(count) worker(s) of this command to be free"))
-            case .cancelled: throw failure(.cancelled)
-            case .system(let cause): throw failure(.setup("\(cause)"))
-            }
-        }
+        let slot = try await acquireSlot(until: deadline)
         var released = false
-        let release: @Sendable () -> Void = { [self] in slots.release(slot) }
-        defer { if !released { release() } }
-
-        let now = MonotonicClock.now()
-        let backingOff = health.withLock { health -> (Double, String)? in
-            health.retryAt > now ? (Double(health.retryAt - now) / 1e9, health.lastFailure) : nil
+        // A slot whose worker is gone goes after the live ones: a free live worker serves the next event, even
+        // while restarts are on hold.
+        let release: @Sendable () -> Void = { [self] in
+            slots.release(slot, preferred: processes.withLock { $0[slot] != nil })
         }
-        if let (retryIn, last) = backingOff { throw failure(.workerBackingOff(retryIn: retryIn, lastFailure: last)) }
+        defer { if !released { release() } }
 
         let loop: EventLoop
         do {
@@ -97,21 +86,60 @@ final class WorkerPool: Sendable {
             throw failure(.setup("cannot start the engine's event loop: \(error)"))
         }
         let handle = try await process(in: slot, loop: loop)
-
         let requestID = nextRequestID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let completion = Completion<WorkerReply>()
+        released = true  // from here, the slot is freed by the worker (failure, dropped answer) or below
+        send(event, envelope, requestID, to: handle, deadline: deadline, completion: completion, release: release,
+             logPrefix: logPrefix, loop: loop)
+        let process = UncheckedSendable(handle.process)
+        let reply = await withTaskCancellationHandler {
+            await completion.value
+        } onCancel: {
+            loop.execute { _ in process.value.abandon(requestID) }
+        }
+        return try interpret(reply, requestID, process: process, deadline: deadline, release: release, loop: loop)
+    }
+
+    /// A free slot, waiting until `deadline`. A slot handed over at or after the deadline (or to a cancelled
+    /// event) is given back at once: nothing is sent to a worker for an event that is already over.
+    private func acquireSlot(until deadline: Deadline) async throws(CommandError) -> Int {
+        let waitingFor = "one of the \(count) worker(s) of this command to be free"
+        let slot: Int
+        do {
+            slot = try await slots.acquire(until: deadline)
+        } catch {
+            switch error {
+            case .timedOut: throw failure(.timedOutWaiting(timeout: deadline.timeout, waitingFor: waitingFor))
+            case .cancelled: throw failure(.cancelled)
+            case .system(let cause): throw failure(.setup("\(cause)"))
+            }
+        }
+        if deadline.hasPassed || Task.isCancelled {
+            slots.release(slot, preferred: processes.withLock { $0[slot] != nil })
+            throw failure(Task.isCancelled ? .cancelled : .timedOutWaiting(timeout: deadline.timeout, waitingFor: waitingFor))
+        }
+        return slot
+    }
+
+    /// Writes the request from this thread (the loop is not woken when all of it goes at once), then hands it to
+    /// the loop, which reads the answer and enforces the deadlines: the event's, and the worker's own — the
+    /// timeout counted from now, so that a worker is never killed for the time an event waited for it.
+    private func send(_ event: Event, _ envelope: String, _ requestID: UInt64, to handle: Handle, deadline: Deadline,
+                      completion: Completion<WorkerReply>, release: @escaping @Sendable () -> Void, logPrefix: String,
+                      loop: EventLoop) {
         var line = "{\"id\":\(requestID),\"event\":\"\(event.key)\",\"input\":"
         line += envelope
         line += "}\n"
-        let completion = Completion<WorkerReply>()
+        let bytes = Array(line.utf8)
+        let workerDeadline = MonotonicClock.now() &+ MonotonicClock.nanoseconds(deadline.timeout)
         let request = WorkerProcess.Request(
-            id: requestID, bytes: Array(line.utf8), deadline: deadline.nanoseconds, completion: completion,
-            done: release, logPrefix: logPrefix)
-        released = true  // from here, the slot is freed by the worker (failure, dropped answer) or below
+            id: requestID, bytes: bytes, eventDeadline: deadline.nanoseconds, workerDeadline: workerDeadline,
+            completion: completion, done: release, logPrefix: logPrefix)
         let process = UncheckedSendable(handle.process)
-        // Handed to the loop without waking it, then written from here: the loop runs its inbox before it reads
-        // an answer, and the deadline timer wakes it if none comes.
+        // Handed to the loop before the write, without waking it: the loop runs its inbox before it reads an
+        // answer, and the timer wakes it at the deadline. It needs waking only to write the rest, or to fail.
         loop.execute(wake: false) { loop in process.value.accept(request, on: loop) }
-        switch handle.process.input.send(request.bytes, deadline: deadline.nanoseconds) {
+        switch handle.process.input.send(bytes, deadline: deadline.nanoseconds) {
         case .all:
             break
         case .part(let written):
@@ -121,27 +149,32 @@ final class WorkerPool: Sendable {
         case .failed(let code):
             loop.execute { loop in process.value.writeFailed(requestID, errno: code, on: loop) }
         }
-        let reply = await withTaskCancellationHandler {
-            await completion.value
-        } onCancel: {
-            loop.execute { _ in process.value.abandon(requestID) }
-        }
+    }
 
+    /// What the worker's reply means for the event.
+    private func interpret(_ reply: WorkerReply, _ requestID: UInt64, process: UncheckedSendable<WorkerProcess>,
+                           deadline: Deadline, release: @escaping @Sendable () -> Void, loop: EventLoop)
+        throws(CommandError) -> JSONValue?
+    {
         switch reply {
         case .cancelled:
             throw failure(.cancelled)
+        case .timedOut:
+            throw failure(.timedOut(timeout: deadline.timeout))
         case .failed(let failure):
-            let code: CommandError.Code =
-                failure == .timedOut ? .timedOut(timeout: deadline.timeout) : .workerBroke(failure.description)
-            throw self.failure(code)
+            switch failure {
+            case .timedOut: throw self.failure(.timedOut(timeout: deadline.timeout))
+            case .cannotExec(let code): throw self.failure(.cannotStart(errno: code))
+            default: throw self.failure(.workerBroke(failure.description))
+            }
         case .line(let bytes):
             switch WorkerAnswer(parsing: bytes, requestID: requestID) {
             case .output(let output):
-                health.withLock { $0.failures = 0 }
+                recordSuccess()
                 release()
                 return output
             case .error(let cause):
-                health.withLock { $0.failures = 0 }
+                recordSuccess()
                 release()
                 throw failure(.workerAnsweredError(cause: cause))
             case .invalid(let what):
@@ -156,9 +189,15 @@ final class WorkerPool: Sendable {
         }
     }
 
-    /// The worker of `slot`, started if it is not running (and the start allowed).
+    /// The worker of `slot`, started if it is not running — unless repeated failures put restarts on hold: then
+    /// the event fails at once, naming the last failure.
     private func process(in slot: Int, loop: EventLoop) async throws(CommandError) -> Handle {
         if let handle = processes.withLock({ $0[slot] }) { return handle }
+        let now = MonotonicClock.now()
+        let backingOff = health.withLock { health -> (Double, String)? in
+            health.retryAt > now ? (Double(health.retryAt - now) / 1e9, health.lastFailure) : nil
+        }
+        if let (retryIn, last) = backingOff { throw failure(.workerBackingOff(retryIn: retryIn, lastFailure: last)) }
         let started = Completion<Result<Handle, CommandError>>()
         loop.execute { [self] loop in started.complete(start(slot, on: loop)) }
         switch await started.value {
@@ -188,9 +227,10 @@ final class WorkerPool: Sendable {
             return .failure(failure(.setup("cannot create the worker's timer: \(SystemError.describe(code))")))
         }
         var pid: pid_t = 0
+        var report: Int32 = -1
         let spawnError = withCStringArray([path]) { argv in
             withCStringArray(["MESOS_COMMAND_MODULES_PROTOCOL=\(Self.protocolVersion)"]) { extra in
-                mcm_spawn_worker(path, argv, extra, stdin[0], stdout[1], stderr[1], &pid)
+                mcm_spawn_worker(path, argv, extra, stdin[0], stdout[1], stderr[1], &pid, &report)
             }
         }
         close(stdin[0])
@@ -204,8 +244,8 @@ final class WorkerPool: Sendable {
         let name = path.split(separator: "/").last.map(String.init) ?? path
         let logger = self.logger
         let process = WorkerProcess(
-            id: id, pid: pid, input: WorkerInput(stdin: stdin[1], timer: timer), stdout: stdout[0], stderr: stderr[0],
-            lineLimit: lineLimit,
+            id: id, pid: pid, report: report, input: WorkerInput(stdin: stdin[1], timer: timer), stdout: stdout[0],
+            stderr: stderr[0], lineLimit: lineLimit,
             gracePeriod: gracePeriod, name: name,
             log: { warning, message in
                 if warning { logger.warning("\(message)") } else { logger.info("\(message)") }
@@ -225,7 +265,16 @@ final class WorkerPool: Sendable {
     /// failed).
     private func gone(_ slot: Int, id: UInt64, _ failure: WorkerFailure?) {
         processes.withLock { if $0[slot]?.id == id { $0[slot] = nil } }
-        if let failure { recordFailure("Command \"\(path)\" (worker) \(failure).") }
+        guard let failure, failure.isTheWorkersFault else { return }
+        restarts.add(1, ordering: .relaxed)
+        recordFailure("Command \"\(path)\" (worker) \(failure).")
+    }
+
+    private func recordSuccess() {
+        health.withLock { health in
+            health.failures = 0
+            health.retryAt = 0
+        }
     }
 
     private func recordFailure(_ description: String) {
@@ -256,8 +305,7 @@ final class WorkerPool: Sendable {
 
     /// Waits (blocking) until every worker has been reaped, up to `seconds`. Returns whether they all were.
     @discardableResult
-    func waitUntilStopped(seconds: Double) -> Bool {
-        let deadline = MonotonicClock.now() &+ MonotonicClock.nanoseconds(seconds)
+    func waitUntilStopped(until deadline: UInt64) -> Bool {
         while alive.load(ordering: .relaxed) > 0 && MonotonicClock.now() < deadline { usleep(2000) }
         return alive.load(ordering: .relaxed) == 0
     }

@@ -1,0 +1,39 @@
+import Synchronization
+
+/// A value handed over once, from the loop thread (or any thread) to the one task that awaits it (a single
+/// waiter: `value` must not be awaited twice at once).
+final class Completion<Value: Sendable>: Sendable {
+    private struct State {
+        var value: Value?
+        var waiter: CheckedContinuation<Value, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    /// Completes with `value`; later calls are ignored. Returns whether this call completed it.
+    @discardableResult
+    func complete(_ value: Value) -> Bool {
+        let (waiter, completed) = state.withLock { state -> (CheckedContinuation<Value, Never>?, Bool) in
+            guard state.value == nil else { return (nil, false) }
+            state.value = value
+            defer { state.waiter = nil }
+            return (state.waiter, true)
+        }
+        waiter?.resume(returning: value)
+        return completed
+    }
+
+    var isCompleted: Bool { state.withLock { $0.value != nil } }
+
+    var value: Value {
+        get async {
+            await withCheckedContinuation { continuation in
+                let value = state.withLock { state in
+                    if state.value == nil { state.waiter = continuation }
+                    return state.value
+                }
+                if let value { continuation.resume(returning: value) }
+            }
+        }
+    }
+}
