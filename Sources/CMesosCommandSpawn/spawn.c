@@ -286,3 +286,5 @@ int mcm_timerfd_arm(int fd, uint64_t deadline_ns) {
     struct itimerspec spec = {{0, 0}, {(time_t)(deadline_ns / 1000000000u), (long)(deadline_ns % 1000000000u)}};
     return timerfd_settime(fd, TFD_TIMER_ABSTIME, &spec, NULL);
 }
+
+void mcm_name_thread(const char *name) { pthread_setname_np(pthread_self(), name); }

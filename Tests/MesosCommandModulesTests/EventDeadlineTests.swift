@@ -74,6 +74,32 @@ import Testing
         #expect(await eventually(within: 5) { kill(pid, 0) != 0 && zombieChildren().isEmpty })
     }
 
+    /// A command whose start hangs in the kernel (its file, or its interpreter, on a hung mount: exec(2) never
+    /// returns) does not block the engine, and its event answers at its deadline. Here the threads that start
+    /// commands are frozen instead; once thawed, the late command is killed at once.
+    @Test(.enabled(if: Freezer.available, "needs root and the cgroup v1 freezer"))
+    func aStartStuckInTheKernelDoesNotHoldTheEventPastItsDeadline() async throws {
+        let pidFile = sandbox.path + "/late.pid"
+        let script = sandbox.script("late.sh", "#!/bin/sh\necho $$ > \(pidFile)\nexec sleep 30\n")
+        let module = try isolator(sandbox, [("isolator_prepare_command", script), ("isolator_prepare_timeout", "0.5")])
+        _ = try Spawner.shared()
+        let spawners = threads(named: Spawner.threadName)
+        #expect(spawners.count == Spawner.threads)
+        let freezer = try Freezer()
+        defer { freezer.remove() }
+        for thread in spawners { try freezer.freeze(thread) }
+        let start = ContinuousClock.now
+        let error = await thrownError { try await module.prepare(containerID: cid("late"), containerConfig: "{}") } as? EventError
+        let took = ContinuousClock.now - start
+        #expect(error?.message == "Command \"\(script)\" took too long to execute. Timeout: 0.5s.")
+        #expect(took < .milliseconds(500 + 400), "\(took)")
+        freezer.thaw()
+        // The command starts late, and is killed as soon as it does (maybe before it wrote its pid): nothing of
+        // it is left.
+        #expect(await eventually(within: 5) { children().isEmpty }, "\(children())")
+        if let pid = pid_t(sandbox.read(pidFile)?.trimmingWhitespace ?? "") { #expect(kill(pid, 0) != 0) }
+    }
+
     @Test func aCancelledCommandIsStoppedAndAnsweredWithinTheGracePeriod() async throws {
         let pidFile = sandbox.path + "/pid"
         let script = sandbox.script("trap.sh", "#!/bin/sh\ntrap '' TERM\necho $$ > \(pidFile)\nwhile :; do sleep 0.05; done\n")
@@ -101,8 +127,9 @@ struct Freezer {
         guard mkdir(path, 0o755) == 0 else { throw FreezerError() }
     }
 
+    /// Freezes a process, or a single thread (a tid: cgroup v1's `tasks` takes threads one by one).
     func freeze(_ pid: pid_t) throws {
-        guard shell("echo \(pid) > '\(path)/cgroup.procs' && echo FROZEN > '\(path)/freezer.state'") == 0 else {
+        guard shell("echo \(pid) > '\(path)/tasks' && echo FROZEN > '\(path)/freezer.state'") == 0 else {
             throw FreezerError()
         }
     }
@@ -111,9 +138,25 @@ struct Freezer {
 
     func remove() {
         thaw()
+        // Threads of this process go back to the root group (a thread cannot leave by exiting).
+        for task in (sandboxRead(path + "/tasks") ?? "").split(separator: "\n") {
+            _ = shell("echo \(task) > '\(Self.root)/tasks'")
+        }
         // The group can be removed once empty.
         for _ in 0..<100 where rmdir(path) != 0 { usleep(50_000) }
     }
 
     struct FreezerError: Error {}
+}
+
+func sandboxRead(_ path: String) -> String? {
+    guard case .bytes(let bytes) = FileIO.read(path: path, limit: 1 << 20) else { return nil }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// The thread ids of this process whose name is `name`.
+func threads(named name: String) -> [pid_t] {
+    Sandbox.entries("/proc/self/task").compactMap { tid in
+        (sandboxRead("/proc/self/task/\(tid)/comm") ?? "").trimmingWhitespace == name ? pid_t(tid) : nil
+    }
 }

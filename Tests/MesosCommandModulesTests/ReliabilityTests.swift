@@ -98,6 +98,8 @@ import Testing
         #expect(ContinuousClock.now - start < .seconds(2))
         #expect(error == nil && result == #"{"user":"app"}"#)
         #expect(Sandbox.entries(module.temporaryDirectory).isEmpty)
+        // The holder keeps the pipe (and so the module's end of it) until it ends.
+        #expect(await eventually(within: 3) { sandbox.read(pidFile)?.isEmpty == false })
         if let pid = pid_t(sandbox.read(pidFile)?.trimmingWhitespace ?? "") { kill(pid, SIGKILL) }
         await expectNothingLeft(fdsBefore: fds, temporaryDirectory: module.temporaryDirectory)
     }

@@ -97,6 +97,22 @@ func openFDCount() -> Int {
     }.count
 }
 
+/// Our children (running or zombies), if any.
+func children() -> [pid_t] {
+    let me = getpid()
+    return Sandbox.entries("/proc").compactMap { entry -> pid_t? in
+        guard let pid = pid_t(entry), let fd = fopen("/proc/\(pid)/stat", "r") else { return nil }
+        var buffer = [CChar](repeating: 0, count: 512)
+        let line = fgets(&buffer, 512, fd) != nil
+        fclose(fd)
+        guard line else { return nil }
+        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(close, offsetBy: 2)...].split(separator: " ")
+        return fields.count > 1 && pid_t(fields[1]) == me ? pid : nil
+    }
+}
+
 /// Our zombie children, if any.
 func zombieChildren() -> [pid_t] {
     let me = getpid()

@@ -85,6 +85,9 @@ int mcm_epoll_wait(int epoll_fd, uint64_t *data, int capacity, int timeout_ms);
 /// A non-blocking, close-on-exec eventfd.
 int mcm_eventfd(void);
 
+/// Names the calling thread (15 characters at most), as `ps -T` and /proc/<pid>/task/*/comm show it.
+void mcm_name_thread(const char *name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -45,6 +45,13 @@ final class EventLoop: @unchecked Sendable {
     private let nextClientID = Atomic<UInt64>(1)
     private let epollFD: Int32
     private let wakeFD: Int32
+    /// Wakes the loop at the earliest deadline handed over lazily (see `wake(by:)`).
+    private let timerFD: Int32
+    /// When `timerFD` is armed for (UInt64.max: not armed).
+    private let armedAt = Mutex<UInt64>(.max)
+    /// The epoll user data of the wake eventfd and of the timer; clients' data starts at 1 << 3.
+    private static let wakeData: UInt64 = 0
+    private static let timerData: UInt64 = 1
     private var thread = pthread_t()
 
     // Owned by the loop thread.
@@ -60,10 +67,18 @@ final class EventLoop: @unchecked Sendable {
             close(epollFD)
             throw SystemFailure("eventfd", code)
         }
-        if mcm_epoll_add(epollFD, wakeFD, 0, 0) != 0 {
+        timerFD = mcm_timerfd()
+        guard timerFD >= 0 else {
             let code = errno
             close(epollFD)
             close(wakeFD)
+            throw SystemFailure("timerfd_create", code)
+        }
+        if mcm_epoll_add(epollFD, wakeFD, Self.wakeData, 0) != 0 || mcm_epoll_add(epollFD, timerFD, Self.timerData, 0) != 0 {
+            let code = errno
+            close(epollFD)
+            close(wakeFD)
+            close(timerFD)
             throw SystemFailure("epoll_ctl", code)
         }
         let context = Unmanaged.passRetained(self).toOpaque()
@@ -76,6 +91,7 @@ final class EventLoop: @unchecked Sendable {
             Unmanaged<EventLoop>.fromOpaque(context).release()
             close(epollFD)
             close(wakeFD)
+            close(timerFD)
             throw SystemFailure("pthread_create (the engine's event loop thread)", rc)
         }
         pthread_detach(thread)
@@ -99,6 +115,17 @@ final class EventLoop: @unchecked Sendable {
         if needsWake {
             var one: UInt64 = 1
             _ = Glibc.write(wakeFD, &one, 8)
+        }
+    }
+
+    /// Makes sure the loop wakes no later than `deadline` (monotonic ns), from any thread, without waking it
+    /// now: for work handed over lazily (`execute(wake: false)`) that has a deadline. A timer syscall at most,
+    /// and none when the loop is already due to wake earlier.
+    func wake(by deadline: UInt64) {
+        armedAt.withLock { armedAt in
+            guard deadline < armedAt else { return }
+            mcm_timerfd_arm(timerFD, max(deadline, 1))
+            armedAt = deadline
         }
     }
 
@@ -172,7 +199,11 @@ final class EventLoop: @unchecked Sendable {
         }
     }
 
+    /// The name of the loop thread (in `ps -T`, `top -H`, /proc/<pid>/task/*/comm).
+    static let threadName = "mcm-event-loop"
+
     private func run() {
+        mcm_name_thread(Self.threadName)
         var ready = [UInt64](repeating: 0, count: 64)
         while true {
             let count = ready.withUnsafeMutableBufferPointer {
@@ -182,14 +213,16 @@ final class EventLoop: @unchecked Sendable {
                 // Only a broken epoll fd fails here; never spin, never crash the agent.
                 usleep(10_000)
             }
-            // The eventfd first, then the inbox: work handed over after this read either is taken below or
-            // writes the eventfd again.
-            for i in 0..<max(0, Int(count)) where ready[i] == 0 {
+            // The eventfd and the timer first, then the inbox: work handed over after this either is taken
+            // below or writes the eventfd again; a deadline handed over after the timer is reset arms it again,
+            // and one handed over before is in the inbox, whose deadlines the loop knows from then on.
+            for i in 0..<max(0, Int(count)) where ready[i] <= Self.timerData {
                 var value: UInt64 = 0
-                _ = Glibc.read(wakeFD, &value, 8)
+                _ = Glibc.read(ready[i] == Self.wakeData ? wakeFD : timerFD, &value, 8)
+                if ready[i] == Self.timerData { armedAt.withLock { $0 = .max } }
             }
             runHandedOverWork()
-            for i in 0..<max(0, Int(count)) where ready[i] != 0 {
+            for i in 0..<max(0, Int(count)) where ready[i] > Self.timerData {
                 clients[ready[i] >> 3]?.ready(tag: UInt8(ready[i] & 7), loop: self)
             }
             let now = MonotonicClock.now()

@@ -30,6 +30,18 @@ final class ProcessGroup {
         self.pidFD = mcm_pidfd_open(pid)
     }
 
+    /// A group whose pidfd (or -1) was opened, and maybe registered, by the thread that started it.
+    init(pid: pid_t, pidFD: Int32) {
+        self.pid = pid
+        self.pidFD = pidFD
+    }
+
+    /// The pidfd could not be registered: the loop polls for the exit instead.
+    func pollInstead() {
+        if pidFD >= 0 { close(pidFD) }
+        pidFD = -1
+    }
+
     /// Whether the loop must poll for the leader's exit (no pidfd, or it could not be registered).
     var polls: Bool { pidFD < 0 && !leaderExited }
 

@@ -62,12 +62,14 @@ public struct CommandRunner: Sendable {
         async throws(CommandError) -> CommandRun
     {
         let loop: EventLoop
+        let spawner: Spawner
         let files: TemporaryArea.Files
         do {
             loop = try EventLoop.shared()
+            spawner = try Spawner.shared()
             files = try temporaryArea.makeFiles(input: input)
         } catch let failure as SystemFailure {
-            throw CommandError(command: path, code: .setup("cannot start the engine's event loop: \(failure)"))
+            throw CommandError(command: path, code: .setup("cannot start the engine's threads: \(failure)"))
         } catch let failure as CommandError.Setup {
             throw CommandError(command: path, code: .setup(failure.reason))
         } catch {
@@ -79,27 +81,32 @@ public struct CommandRunner: Sendable {
         guard mcm_pipe(&pipeFDs, 0) == 0 else {
             throw CommandError(command: path, code: .setup("cannot create a pipe: \(SystemError.describe(errno))"))
         }
+        // The start gets its own stdin: the event may be answered, and its files closed, before a start stuck
+        // in exec(2) returns.
+        let stdin = fcntl(files.inputFD, F_DUPFD_CLOEXEC, 3)
+        guard stdin >= 0 else {
+            let code = errno
+            close(pipeFDs[0])
+            close(pipeFDs[1])
+            throw CommandError(command: path, code: .setup("cannot duplicate the input file's fd: \(SystemError.describe(code))"))
+        }
 
         let start = ContinuousClock.now
-        var pid: pid_t = 0
-        let spawnError = withCStringArray([path, files.input, files.output, files.error]) { argv in
-            withCStringArray(environment) { extra in
-                mcm_spawn(path, argv, extra, files.inputFD, pipeFDs[1], pipeFDs[1], &pid)
-            }
-        }
-        close(pipeFDs[1])
-        if spawnError != 0 {
-            close(pipeFDs[0])
-            throw CommandError(command: path, code: .cannotStart(errno: spawnError))
-        }
-
         let id = loop.makeClientID()
         let completion = Completion<ChildExit>()
-        let child = ExecChild(
-            id: id, pid: pid, consoleFD: pipeFDs[0], consoleLimit: Self.consoleLimit, deadline: deadline.nanoseconds,
-            gracePeriod: gracePeriod, completion: completion)
-        let handover = UncheckedSendable(child)
-        loop.execute { loop in handover.value.start(on: loop) }
+        let child = UncheckedSendable(ExecChild(
+            id: id, consoleFD: pipeFDs[0], consoleLimit: Self.consoleLimit, deadline: deadline.nanoseconds,
+            gracePeriod: gracePeriod, completion: completion))
+        // Handed to the loop without waking it: the command's exit wakes it (and it runs its inbox first), or
+        // the deadline does.
+        loop.execute(wake: false) { loop in child.value.add(to: loop) }
+        loop.wake(by: deadline.nanoseconds)
+        let consoleWriter = pipeFDs[1]
+        let argv = [path, files.input, files.output, files.error]
+        spawner.submit {
+            Self.start(path, argv: argv, environment: environment, stdin: stdin, console: consoleWriter, child: child,
+                       id: id, deadline: deadline, loop: loop)
+        }
         let exit = await withTaskCancellationHandler {
             await completion.value
         } onCancel: {
@@ -118,6 +125,7 @@ public struct CommandRunner: Sendable {
         case .timedOut: throw failure(.timedOut(timeout: deadline.timeout))
         case .cancelled: throw failure(.cancelled)
         case .cannotWatch(let code): throw failure(.cannotWatch(errno: code))
+        case .cannotStart(let code): throw failure(.cannotStart(errno: code))
         case .statusLost(let code): throw failure(.statusLost(errno: code))
         case .exited(let raw): status = raw
         }
@@ -141,6 +149,32 @@ public struct CommandRunner: Sendable {
         case .failed(let code):
             throw failure(.outputUnreadable(errno: code))
         }
+    }
+
+    /// Starts the command, on a spawner thread, hands it to the loop and registers its pidfd.
+    private static func start(_ path: String, argv: [String], environment: [String], stdin: Int32, console: Int32,
+                              child: UncheckedSendable<ExecChild>, id: UInt64, deadline: Deadline, loop: EventLoop) {
+        var pid: pid_t = 0
+        let spawnError = withCStringArray(argv) { argv in
+            withCStringArray(environment) { extra in mcm_spawn(path, argv, extra, stdin, console, console, &pid) }
+        }
+        close(stdin)
+        close(console)
+        guard spawnError == 0 else {
+            loop.execute { loop in child.value.failedToStart(errno: spawnError, on: loop) }
+            return
+        }
+        let pidFD = mcm_pidfd_open(pid)
+        let group = UncheckedSendable(ProcessGroup(pid: pid, pidFD: pidFD))
+        // Handed over before its pidfd is registered, so that the exit it reports finds the child; without a
+        // pidfd the loop must be woken to poll for the exit.
+        loop.execute(wake: pidFD < 0) { loop in child.value.started(group.value, on: loop) }
+        if pidFD >= 0 && loop.register(pidFD, id: id, tag: ExecChild.exitTag) != 0 {
+            loop.execute { _ in group.value.pollInstead() }
+        }
+        // A start so late that its event was answered: the loop, which may have handled the deadline before
+        // the hand-over, must kill it now.
+        if deadline.hasPassed { loop.execute { _ in } }
     }
 
     /// The error file's content as the failure's cause: bounded, trailing white space trimmed, never failing.

@@ -12,6 +12,8 @@ struct ChildExit: Sendable {
         case cancelled
         /// It started, but could not be watched (epoll registration failed: the errno); it was killed.
         case cannotWatch(errno: Int32)
+        /// posix_spawn failed (ENOENT, EACCES, ENOEXEC, …): nothing was started.
+        case cannotStart(errno: Int32)
     }
 
     var ending: Ending
@@ -21,11 +23,13 @@ struct ChildExit: Sendable {
     var consoleDropped: Int
 }
 
-/// One command run, watched by the event loop: its exit (pidfd), its console pipe, its deadline.
+/// One command run, watched by the event loop: its start (on a spawner thread), its exit (pidfd), its console
+/// pipe, its deadline.
 ///
 /// The event is answered as soon as the outcome is known — at the leader's exit, or at the deadline plus the
-/// grace period even if the killed process has not died yet (stuck in the kernel) — and the child stays in the
-/// loop until its leader can be reaped, so that no zombie is left behind.
+/// grace period even if the killed process has not died yet (stuck in the kernel), or at the deadline if it
+/// has not even started (its exec stuck on a hung mount) — and the child stays in the loop until its leader can
+/// be reaped, so that no zombie is left behind.
 final class ExecChild: LoopClient {
     static let consoleTag: UInt8 = 1
     static let exitTag: UInt8 = 2
@@ -34,7 +38,8 @@ final class ExecChild: LoopClient {
     static let killSettleTime = 0.1
 
     let id: UInt64
-    let group: ProcessGroup
+    /// Once started.
+    private var group: ProcessGroup?
     private var consoleFD: Int32
     private let consoleLimit: Int
     private let deadline: UInt64
@@ -47,10 +52,9 @@ final class ExecChild: LoopClient {
     private var answerBy: UInt64?
     private var completion: Completion<ChildExit>?
 
-    init(id: UInt64, pid: pid_t, consoleFD: Int32, consoleLimit: Int, deadline: UInt64, gracePeriod: Double,
+    init(id: UInt64, consoleFD: Int32, consoleLimit: Int, deadline: UInt64, gracePeriod: Double,
          completion: Completion<ChildExit>) {
         self.id = id
-        self.group = ProcessGroup(pid: pid)
         self.consoleFD = consoleFD
         self.consoleLimit = consoleLimit
         self.deadline = deadline
@@ -58,37 +62,51 @@ final class ExecChild: LoopClient {
         self.completion = completion
     }
 
-    /// Adds the child to the loop. A registration that fails kills the command and fails the event: a child
-    /// the loop cannot see would leave its event waiting forever.
-    func start(on loop: EventLoop) {
+    /// Adds the child to the loop (handed over lazily, before its start: see `CommandRunner`). A console that
+    /// cannot be registered fails the event; the command, if it starts, is killed.
+    func add(to loop: EventLoop) {
         loop.add(self, id: id)
-        // The pidfd first: if its registration fails the loop polls for the exit, so the child is reaped
-        // whatever happens next.
-        var code = group.register(on: loop, id: id, tag: Self.exitTag)
-        if code == 0 { code = loop.register(consoleFD, id: id, tag: Self.consoleTag) }
+        let code = loop.register(consoleFD, id: id, tag: Self.consoleTag)
         if code != 0 {
-            group.killGroup()
             closeConsole(loop)
+            stop = .cannotWatch(errno: code)
             answer(.cannotWatch(errno: code))
         }
     }
 
+    /// The command started (on a spawner thread, which registers its pidfd). One the event no longer waits for
+    /// (its deadline passed, it was cancelled) is killed at once.
+    func started(_ group: ProcessGroup, on loop: EventLoop) {
+        self.group = group
+        if stop != nil || completion == nil { group.killGroup() }
+    }
+
+    /// The command could not start.
+    func failedToStart(errno code: Int32, on loop: EventLoop) {
+        answer(.cannotStart(errno: code))
+        closeConsole(loop)
+        reaped = true
+        finishIfReaped(loop)
+    }
+
     /// Stops the command as a timeout would (SIGTERM, grace period, SIGKILL). A finished run is left alone.
     func cancel(on loop: EventLoop) {
-        guard stop == nil, !group.leaderExited, completion != nil else { return }
+        guard stop == nil, completion != nil, group?.leaderExited != true else { return }
         stop = .cancelled
+        guard let group else { return answer(.cancelled) }  // not started yet: killed when it does
         group.terminate(gracePeriod: gracePeriod, now: MonotonicClock.now())
     }
 
     func ready(tag: UInt8, loop: EventLoop) {
         if tag == Self.consoleTag {
             readConsole(loop)
-        } else if group.noticeExit(on: loop) {
+        } else if let group, group.noticeExit(on: loop) {
             leaderExited(loop)
         }
     }
 
     var wakeAt: UInt64? {
+        guard let group else { return completion != nil ? deadline : nil }
         var due = group.killAt ?? (stop == nil && completion != nil ? deadline : UInt64.max)
         if let answerBy, completion != nil { due = min(due, answerBy) }
         if group.polls { due = min(due, MonotonicClock.now() &+ 2_000_000) }
@@ -96,6 +114,15 @@ final class ExecChild: LoopClient {
     }
 
     func wake(now: UInt64, loop: EventLoop) {
+        guard let group else {
+            // Not started by the deadline (its exec stuck in the kernel, or no spawner thread free): answered now,
+            // killed when it starts.
+            if now >= deadline && completion != nil {
+                stop = .timedOut
+                answer(.timedOut)
+            }
+            return
+        }
         if group.polls && group.noticeExit(on: loop) { leaderExited(loop) }
         if stop == nil && completion != nil && !group.leaderExited && now >= deadline {
             stop = .timedOut
@@ -127,7 +154,7 @@ final class ExecChild: LoopClient {
     }
 
     private func finishIfReaped(_ loop: EventLoop) {
-        if !reaped, let ending = group.reapIfPossible() {
+        if !reaped, let ending = group?.reapIfPossible() {
             reaped = true
             switch ending {
             case .status(let status): answer(.exited(status: status))
