@@ -190,10 +190,17 @@ import Testing
         sandbox.write(dead + "/in.123456", "{}")
         // A directory of that name that is not private (not made by a module) is not ours to remove.
         let notPrivate = sandbox.mkdir("mesos-command-modules.test.4194306.AbCdEf")
-        let alive = sandbox.mkdir("mesos-command-modules.test.\(getpid()).XyZxYz")
+        // One named with this process's pid, not in use by it: a crashed agent's whose pid was reused (a pid
+        // namespace).
+        let reused = sandbox.mkdir("mesos-command-modules.test.\(getpid()).XyZxYz")
+        chmod(reused, 0o700)
+        // One of a live process (pid 1).
+        let alive = sandbox.mkdir("mesos-command-modules.test.1.XyZxYz")
+        chmod(alive, 0o700)
         let other = sandbox.mkdir("mesos-command-modules.other.4194305.AbCdEf")
         let runner = try makeRunner(sandbox)
         #expect(access(dead, F_OK) != 0)
+        #expect(access(reused, F_OK) != 0)
         #expect(access(notPrivate, F_OK) == 0)
         #expect(access(alive, F_OK) == 0)
         #expect(access(other, F_OK) == 0)  // another module's: not ours to judge

@@ -84,6 +84,10 @@ final class TemporaryArea: Sendable {
         var error: String { directory.path + "/" + names.error }
     }
 
+    /// The directories this process uses now: one named with this process's pid but not among them is a crashed
+    /// agent's whose pid this one reuses (in a pid namespace, a restarted agent often gets the same pid).
+    private static let inUse = Mutex<Set<String>>([])
+
     /// Where the module's directories are made (`temp_dir`).
     let parent: String
     /// `mesos-command-modules.<module_name>.`: with the pid after it, it lets a later agent remove the
@@ -104,7 +108,10 @@ final class TemporaryArea: Sendable {
     }
 
     deinit {
-        current.withLock { $0.removeAll() }
+        current.withLock { directory in
+            directory.removeAll()
+            _ = Self.inUse.withLock { $0.remove(directory.path) }
+        }
     }
 
     /// The directory in use now.
@@ -173,6 +180,7 @@ final class TemporaryArea: Sendable {
             logger.warning(
                 "The private temporary directory '\(current.path)' can no longer be trusted: \(reason). Commands now use a new one, '\(fresh.path)'.")
             current.removeAll()
+            _ = Self.inUse.withLock { $0.remove(current.path) }
             current = fresh
             return fresh
         }
@@ -185,6 +193,7 @@ final class TemporaryArea: Sendable {
                 "cannot create a private temporary directory in '\(parent)' (temp_dir): \(SystemError.describe(errno))")
         }
         let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        _ = inUse.withLock { $0.insert(path) }
         let fd = mcm_open_directory(path)
         var info = stat()
         guard fd >= 0, fstat(fd, &info) == 0 else {
@@ -224,13 +233,16 @@ final class TemporaryArea: Sendable {
         }
     }
 
-    /// Removes `<parent>/<prefix><pid>.*` directories whose process is gone (an agent that crashed), with what
-    /// its commands left in them.
+    /// Removes `<parent>/<prefix><pid>.*` directories whose process is gone (an agent that crashed) — or whose
+    /// pid is this process's but which it does not use (a crashed agent's, in a pid namespace) — with what its
+    /// commands left in them.
     static func removeDirectoriesOfDeadProcesses(in parent: String, prefix: String) {
+        let me = getpid()
         for name in FileIO.entries(parent) where name.hasPrefix(prefix) {
             let rest = name.dropFirst(prefix.count)
             guard let dot = rest.firstIndex(of: "."), let pid = pid_t(rest[..<dot]), pid > 0 else { continue }
-            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            let gone = pid == me ? !inUse.withLock { $0.contains(parent + "/" + name) } : kill(pid, 0) != 0 && errno == ESRCH
+            guard gone else { continue }
             // Only our own private directories, opened without following a link.
             let path = parent + "/" + name
             let fd = mcm_open_directory(path)
