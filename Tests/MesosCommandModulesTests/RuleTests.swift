@@ -67,6 +67,22 @@ import Testing
         }
     }
 
+    @Test func theScannerReadsOneMemberAndSkipsTheRest() throws {
+        let text = #"""
+            {"command":{"value":"echo \"}{\" [1,2]","arguments":["a","b"]},"n":-1.5e3,"t":true,"z":null,
+             "labels":{"labels":[{"key":"team","value":"ml"}]},"name":"first","name":"second","e\u0073c":"x"}
+            """#
+        #expect(JSONScanner.value(at: ["labels", "labels"], in: text) == (try JSONValue(parsing: #"[{"key":"team","value":"ml"}]"#)))
+        #expect(JSONScanner.value(at: ["name"], in: text) == .string("second"))  // the last one, as stout keeps it
+        #expect(JSONScanner.value(at: ["esc"], in: text) == .string("x"))
+        #expect(JSONScanner.value(at: ["n"], in: text) == .number("-1.5e3"))
+        #expect(JSONScanner.value(at: ["command", "value"], in: text) == .string(#"echo "}{" [1,2]"#))
+        #expect(JSONScanner.value(at: ["missing"], in: text) == nil)
+        #expect(JSONScanner.value(at: ["t", "x"], in: text) == nil)
+        #expect(JSONScanner.contains(["z"], in: text))
+        #expect(JSONScanner.value(at: ["labels"], in: #"{"labels": {"#) == nil)
+    }
+
     // MARK: - Hooks
 
     /// A hook whose label decorator records every run; `when` is its rule.

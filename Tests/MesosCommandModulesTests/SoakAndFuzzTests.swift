@@ -231,9 +231,13 @@ func environmentInt(_ name: String, default value: Int) -> Int {
             } else {
                 input = mutate(seed, &rng)
             }
+            // The rules' scanner reads members of any input without crashing, and agrees with the parser.
+            let text = String(decoding: input, as: UTF8.self)
+            let scanned = JSONScanner.value(at: ["labels"], in: text)
             do {
                 let value = try JSONValue(parsing: input)
                 parsed += 1
+                if Array(text.utf8) == input, case .object = value { #expect(scanned == value["labels"], "\(text)") }
                 for message in Self.messages { _ = MesosSchema.check(value, as: message) }
                 _ = MesosSchema.checkArray(value, of: "mesos.Resource")
                 // What parses must survive a round trip through the writer.

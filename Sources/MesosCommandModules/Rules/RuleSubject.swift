@@ -1,8 +1,7 @@
 /// What a rule is tested against: the Mesos messages of an event — a hook's envelope, or an isolator container's
-/// id and config — parsed only as far as the rule needs, once.
+/// id and config — read only where the rule looks (the rest of each message is skipped, not parsed).
 final class RuleSubject {
     private let fragments: [String: String]
-    private var parsed: [String: JSONValue?] = [:]
 
     /// A hook event's envelope.
     init(envelope: Envelope) {
@@ -22,52 +21,66 @@ final class RuleSubject {
         self.fragments = fragments
     }
 
-    private func message(_ key: String) -> JSONValue? {
-        if let value = parsed[key] { return value }
-        let value = fragments[key].flatMap { try? JSONValue(parsing: $0) }
-        parsed[key] = value
-        return value
+    /// The value at `path` in fragment `key`, read without parsing the rest of it (see `JSONScanner`).
+    private func at(_ key: String, _ path: [String]) -> JSONValue? {
+        guard let text = fragments[key] else { return nil }
+        return JSONScanner.value(at: path, in: text)
     }
 
-    private var config: JSONValue? { message("container_config") }
-    private var task: JSONValue? { message("task_info") ?? config?["task_info"] }
-    private var executors: [JSONValue] {
-        let own = config?["executor_info"] ?? message("parent_container_config")?["executor_info"]
-        return [message("executor_info"), own, task?["executor"]].compactMap { $0 }
+    /// Where a message is: a fragment, and the path to it inside (empty: the fragment itself).
+    private typealias Place = (fragment: String, path: [String])
+
+    /// The task: the envelope's task_info, or the container's.
+    private var tasks: [Place] { [("task_info", []), ("container_config", ["task_info"])] }
+
+    /// The executor: the envelope's executor_info, the container's (or, for a nested container without one,
+    /// its parent's), and a custom executor inside the task.
+    private var executors: [Place] {
+        var places: [Place] = [("executor_info", []), ("task_info", ["executor"]), ("container_config", ["task_info", "executor"])]
+        if let config = fragments["container_config"], JSONScanner.contains(["executor_info"], in: config) {
+            places.append(("container_config", ["executor_info"]))
+        } else {
+            places.append(("parent_container_config", ["executor_info"]))
+        }
+        return places
     }
-    private var framework: JSONValue? { message("framework_info") }
+
+    private func values(_ places: [Place], _ field: [String]) -> [JSONValue] {
+        places.compactMap { at($0.fragment, $0.path + field) }
+    }
 
     /// The values of a property for this event; empty when absent.
     func values(_ property: Rule.Property) -> [String] {
         switch property {
-        case .label(let key): return labels(key, of: [task].compactMap { $0 } + executors)
-        case .taskLabel(let key): return labels(key, of: [task].compactMap { $0 })
-        case .executorLabel(let key): return labels(key, of: executors)
-        case .framework: return [framework?["name"]?.stringValue].compactMap { $0 }
+        case .label(let key): return labels(key, in: tasks + executors)
+        case .taskLabel(let key): return labels(key, in: tasks)
+        case .executorLabel(let key): return labels(key, in: executors)
+        case .framework: return [at("framework_info", ["name"])?.stringValue].compactMap { $0 }
         case .frameworkID:
-            let ids = [framework?["id"], message("framework_id")] + executors.map { $0["framework_id"] }
-            return unique(ids.compactMap { $0?["value"]?.stringValue })
+            let ids = [at("framework_info", ["id", "value"]), at("framework_id", ["value"])]
+                + values(executors, ["framework_id", "value"])
+            return unique(ids.compactMap { $0?.stringValue })
         case .role:
-            var roles = framework?["roles"]?.arrayValue?.compactMap(\.stringValue) ?? []
-            if let role = framework?["role"]?.stringValue { roles.append(role) }
-            let resources = [task?["resources"], config?["resources"]] + executors.map { $0["resources"] }
-            for list in resources.compactMap({ $0?.arrayValue }) {
+            var roles = at("framework_info", ["roles"])?.arrayValue?.compactMap(\.stringValue) ?? []
+            if let role = at("framework_info", ["role"])?.stringValue { roles.append(role) }
+            let resources = values(tasks + executors, ["resources"]) + [at("container_config", ["resources"])].compactMap { $0 }
+            for list in resources.compactMap(\.arrayValue) {
                 roles += list.compactMap { $0["allocation_info"]?["role"]?.stringValue }
             }
             return unique(roles)
-        case .taskName: return [task?["name"]?.stringValue].compactMap { $0 }
+        case .taskName: return values(tasks, ["name"]).compactMap(\.stringValue)
         case .nested:
-            guard let id = message("container_id") else { return [] }
-            return [id["parent"] == nil ? "false" : "true"]
+            guard let id = fragments["container_id"] else { return [] }
+            return [JSONScanner.contains(["parent"], in: id) ? "true" : "false"]
         case .containerClass:
-            guard let config else { return [] }
-            return [config["container_class"]?.stringValue ?? "DEFAULT"]
+            guard fragments["container_config"] != nil else { return [] }
+            return [at("container_config", ["container_class"])?.stringValue ?? "DEFAULT"]
         }
     }
 
-    private func labels(_ key: String, of messages: [JSONValue]) -> [String] {
-        messages.flatMap { message in
-            (message["labels"]?["labels"]?.arrayValue ?? []).compactMap { label in
+    private func labels(_ key: String, in places: [Place]) -> [String] {
+        values(places, ["labels", "labels"]).flatMap { list in
+            (list.arrayValue ?? []).compactMap { label in
                 label["key"]?.stringValue == key ? (label["value"]?.stringValue ?? "") : nil
             }
         }
