@@ -204,23 +204,27 @@ static int above_stdio(int fd) {
     return high;
 }
 
-int mcm_pipe(int fds[2], int our_end) {
-    int raw[2];
-    if (pipe2(raw, O_CLOEXEC) != 0) return -1;
+/* A new pair of fds (a pipe's or a socketpair's) moved above 2, `nonblocking_end` (0 or 1) made non-blocking.
+   On failure both are closed and set to -1, so that the caller cannot close these numbers again. */
+static int settle_pair(const int raw[2], int fds[2], int nonblocking_end) {
     fds[0] = above_stdio(raw[0]);
     fds[1] = above_stdio(raw[1]);
-    if (fds[0] < 0 || fds[1] < 0) goto failed;
-    int ours = fds[our_end ? 1 : 0];
-    int flags = fcntl(ours, F_GETFL);
-    if (flags == -1 || fcntl(ours, F_SETFL, flags | O_NONBLOCK) == -1) goto failed;
-    return 0;
-failed:;
+    if (fds[0] >= 0 && fds[1] >= 0) {
+        int flags = fcntl(fds[nonblocking_end], F_GETFL);
+        if (flags != -1 && fcntl(fds[nonblocking_end], F_SETFL, flags | O_NONBLOCK) != -1) return 0;
+    }
     int saved = errno;
     if (fds[0] >= 0) close(fds[0]);
     if (fds[1] >= 0) close(fds[1]);
-    fds[0] = fds[1] = -1; /* closed: the caller must not close these numbers again */
+    fds[0] = fds[1] = -1;
     errno = saved;
     return -1;
+}
+
+int mcm_pipe(int fds[2], int our_end) {
+    int raw[2];
+    if (pipe2(raw, O_CLOEXEC) != 0) return -1;
+    return settle_pair(raw, fds, our_end ? 1 : 0);
 }
 
 int mcm_create_file_at(int dir_fd, const char *name) {
@@ -254,22 +258,10 @@ int mcm_epoll_wait(int epoll_fd, uint64_t *data, int capacity, int timeout_ms) {
 
 int mcm_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
-
 int mcm_socketpair(int fds[2]) {
     int raw[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, raw) != 0) return -1;
-    fds[0] = above_stdio(raw[0]);
-    fds[1] = above_stdio(raw[1]);
-    int flags = fds[1] >= 0 ? fcntl(fds[1], F_GETFL) : -1;
-    if (fds[0] < 0 || fds[1] < 0 || flags == -1 || fcntl(fds[1], F_SETFL, flags | O_NONBLOCK) == -1) {
-        int saved = errno;
-        if (fds[0] >= 0) close(fds[0]);
-        if (fds[1] >= 0) close(fds[1]);
-        fds[0] = fds[1] = -1; /* closed: the caller must not close these numbers again */
-        errno = saved;
-        return -1;
-    }
-    return 0;
+    return settle_pair(raw, fds, 1);
 }
 
 ssize_t mcm_send(int fd, const void *bytes, size_t length) {
