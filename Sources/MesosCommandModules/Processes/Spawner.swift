@@ -21,14 +21,18 @@ final class Spawner: @unchecked Sendable {
         }
     }
 
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    // Allocated, not stored properties: a pthread mutex must keep its address, which `&property` does not
+    // promise.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var jobs: [@Sendable () -> Void] = []
     private var idle = 0
 
     private init() throws(SystemFailure) {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
+        mutex.initialize(to: pthread_mutex_t())
+        condition.initialize(to: pthread_cond_t())
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
         var started = 0
         for _ in 0..<Self.threads {
             var thread = pthread_t()
@@ -48,12 +52,20 @@ final class Spawner: @unchecked Sendable {
         }
     }
 
+    /// Only when no thread could be started (each thread holds the spawner for good).
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
     /// Runs `job` on a spawner thread, soon.
     func submit(_ job: @escaping @Sendable () -> Void) {
-        pthread_mutex_lock(&mutex)
+        pthread_mutex_lock(mutex)
         jobs.append(job)
-        if idle > 0 { pthread_cond_signal(&condition) }
-        pthread_mutex_unlock(&mutex)
+        if idle > 0 { pthread_cond_signal(condition) }
+        pthread_mutex_unlock(mutex)
     }
 
     /// The name of the spawner threads (in `ps -T`, `top -H`, /proc/<pid>/task/*/comm).
@@ -62,14 +74,14 @@ final class Spawner: @unchecked Sendable {
     private func work() {
         mcm_name_thread(Self.threadName)
         while true {
-            pthread_mutex_lock(&mutex)
+            pthread_mutex_lock(mutex)
             while jobs.isEmpty {
                 idle += 1
-                pthread_cond_wait(&condition, &mutex)
+                pthread_cond_wait(condition, mutex)
                 idle -= 1
             }
             let job = jobs.removeFirst()
-            pthread_mutex_unlock(&mutex)
+            pthread_mutex_unlock(mutex)
             job()
         }
     }
