@@ -72,11 +72,7 @@ final class WorkerPool: Sendable {
     {
         let slot = try await acquireSlot(until: deadline)
         var released = false
-        // A slot whose worker is gone goes after the live ones: a free live worker serves the next event, even
-        // while restarts are on hold.
-        let release: @Sendable () -> Void = { [self] in
-            slots.release(slot, preferred: processes.withLock { $0[slot] != nil })
-        }
+        let release: @Sendable () -> Void = { [self] in releaseSlot(slot) }
         defer { if !released { release() } }
 
         let loop: EventLoop
@@ -115,7 +111,7 @@ final class WorkerPool: Sendable {
             }
         }
         if deadline.hasPassed || Task.isCancelled {
-            slots.release(slot, preferred: processes.withLock { $0[slot] != nil })
+            releaseSlot(slot)
             throw failure(Task.isCancelled ? .cancelled : .timedOutWaiting(timeout: deadline.timeout, waitingFor: waitingFor))
         }
         return slot
@@ -137,9 +133,10 @@ final class WorkerPool: Sendable {
             completion: completion, done: release, logPrefix: logPrefix)
         let process = UncheckedSendable(handle.process)
         // Handed to the loop before the write, without waking it: the loop runs its inbox before it reads an
-        // answer, and the timer wakes it at the deadline. It needs waking only to write the rest, or to fail.
+        // answer, and wakes by the event's deadline. It needs waking only to write the rest, or to fail.
         loop.execute(wake: false) { loop in process.value.accept(request, on: loop) }
-        switch handle.process.input.send(bytes, deadline: deadline.nanoseconds) {
+        loop.wake(by: deadline.nanoseconds)
+        switch handle.process.input.send(bytes) {
         case .all:
             break
         case .part(let written):
@@ -189,6 +186,12 @@ final class WorkerPool: Sendable {
         }
     }
 
+    /// Frees `slot`. One whose worker is gone goes after the live ones: a free live worker serves the next
+    /// event, even while restarts are on hold.
+    private func releaseSlot(_ slot: Int) {
+        slots.release(slot, preferred: processes.withLock { $0[slot] != nil })
+    }
+
     /// The worker of `slot`, started if it is not running — unless repeated failures put restarts on hold: then
     /// the event fails at once, naming the last failure.
     private func process(in slot: Int, loop: EventLoop) async throws(CommandError) -> Handle {
@@ -213,18 +216,10 @@ final class WorkerPool: Sendable {
         var stdin: [Int32] = [-1, -1]
         var stdout: [Int32] = [-1, -1]
         var stderr: [Int32] = [-1, -1]
-        var timer: Int32 = -1
-        func closeAll() { for fd in stdin + stdout + stderr + [timer] where fd >= 0 { close(fd) } }
         guard mcm_socketpair(&stdin) == 0, mcm_pipe(&stdout, 0) == 0, mcm_pipe(&stderr, 0) == 0 else {
             let code = errno
-            closeAll()
+            for fd in stdin + stdout + stderr where fd >= 0 { close(fd) }
             return .failure(failure(.setup("cannot create the worker's pipes: \(SystemError.describe(code))")))
-        }
-        timer = mcm_timerfd()
-        guard timer >= 0 else {
-            let code = errno
-            closeAll()
-            return .failure(failure(.setup("cannot create the worker's timer: \(SystemError.describe(code))")))
         }
         var pid: pid_t = 0
         var report: Int32 = -1
@@ -237,14 +232,14 @@ final class WorkerPool: Sendable {
         close(stdout[1])
         close(stderr[1])
         guard spawnError == 0 else {
-            for fd in [stdin[1], stdout[0], stderr[0], timer] { close(fd) }
+            for fd in [stdin[1], stdout[0], stderr[0]] { close(fd) }
             return .failure(failure(.cannotStart(errno: spawnError)))
         }
         let id = loop.makeClientID()
         let name = path.split(separator: "/").last.map(String.init) ?? path
         let logger = self.logger
         let process = WorkerProcess(
-            id: id, pid: pid, report: report, input: WorkerInput(stdin: stdin[1], timer: timer), stdout: stdout[0],
+            id: id, pid: pid, report: report, input: WorkerInput(stdin: stdin[1]), stdout: stdout[0],
             stderr: stderr[0], lineLimit: lineLimit,
             gracePeriod: gracePeriod, name: name,
             log: { warning, message in
@@ -303,7 +298,8 @@ final class WorkerPool: Sendable {
         }
     }
 
-    /// Waits (blocking) until every worker has been reaped, up to `seconds`. Returns whether they all were.
+    /// Waits (blocking) until every worker has been reaped, up to `deadline` (monotonic ns). Returns whether
+    /// they all were.
     @discardableResult
     func waitUntilStopped(until deadline: UInt64) -> Bool {
         while alive.load(ordering: .relaxed) > 0 && MonotonicClock.now() < deadline { usleep(2000) }
@@ -323,7 +319,8 @@ enum WorkerAnswer {
     case invalid(String)
 
     init(parsing line: [UInt8], requestID: UInt64) {
-        let quoted = String(decoding: line.prefix(200), as: UTF8.self) + (line.count > 200 ? "…" : "")
+        // Only a line at fault is quoted: a good answer costs no copy of it.
+        var quoted: String { String(decoding: line.prefix(200), as: UTF8.self) + (line.count > 200 ? "…" : "") }
         let value: JSONValue
         do {
             value = try JSONValue(parsing: line)

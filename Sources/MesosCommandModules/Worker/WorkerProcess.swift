@@ -2,17 +2,16 @@ import CMesosCommandSpawn
 import Glibc
 
 /// One worker process, watched by the event loop: its exec report, stdin (requests), stdout (answers, one per
-/// line), stderr (lines for the log), exit and deadline timer. Serves one request at a time.
+/// line), stderr (lines for the log), exit and deadlines. Serves one request at a time.
 ///
-/// Everything here runs on the loop thread, but for `input` (stdin and the timer), which the events' tasks use
-/// to send their requests without waking the loop (see `WorkerInput`).
+/// Everything here runs on the loop thread, but for `input` (stdin), which the events' tasks use to send their
+/// requests without waking the loop (see `WorkerInput`).
 final class WorkerProcess: LoopClient {
     static let stdoutTag: UInt8 = 1
     static let stderrTag: UInt8 = 2
     static let exitTag: UInt8 = 3
     static let stdinTag: UInt8 = 4
-    static let timerTag: UInt8 = 5
-    static let reportTag: UInt8 = 6
+    static let reportTag: UInt8 = 5
     /// How long after its stdout ended the worker's exit is awaited before the failure is reported.
     static let exitGrace: UInt64 = 50_000_000
     /// Lines of stderr logged per request (and between requests): the rest are counted, not logged.
@@ -44,7 +43,7 @@ final class WorkerProcess: LoopClient {
 
     let id: UInt64
     let group: ProcessGroup
-    /// stdin and the deadline timer, shared with the events' tasks.
+    /// stdin, shared with the events' tasks.
     let input: WorkerInput
     var stdoutFD: Int32
     var stderrFD: Int32
@@ -97,15 +96,16 @@ final class WorkerProcess: LoopClient {
     func start(on loop: EventLoop) {
         loop.add(self, id: id)
         var code = group.register(on: loop, id: id, tag: Self.exitTag)
-        for (fd, tag) in [(reportFD, Self.reportTag), (stdoutFD, Self.stdoutTag), (stderrFD, Self.stderrTag),
-                          (input.timerFD, Self.timerTag)] where code == 0 {
+        for (fd, tag) in [(reportFD, Self.reportTag), (stdoutFD, Self.stdoutTag), (stderrFD, Self.stderrTag)]
+        where code == 0 {
             code = loop.register(fd, id: id, tag: tag)
         }
         if code != 0 { fail(.cannotWatch(errno: code), loop) }
     }
 
     /// Takes charge of a request that the event's task writes itself, right after handing it over (without
-    /// waking the loop: it runs its inbox before it reads an answer, and the timer wakes it at the deadline).
+    /// waking the loop: it runs its inbox before it reads an answer, and `EventLoop.wake(by:)` wakes it at the
+    /// event's deadline).
     /// The worker serves one request at a time: the pool never hands over a second before `done`.
     func accept(_ request: Request, on loop: EventLoop) {
         guard !stopping else {
@@ -167,7 +167,6 @@ final class WorkerProcess: LoopClient {
         case Self.stdoutTag: readStdout(loop)
         case Self.stderrTag: readStderr(loop)
         case Self.stdinTag: write(loop)
-        case Self.timerTag: input.clearTimer()  // the deadlines are checked in wake(now:)
         case Self.reportTag: readReport(loop)
         default: if group.noticeExit(on: loop) { leaderExited(loop) }
         }
@@ -189,10 +188,9 @@ final class WorkerProcess: LoopClient {
             if now >= current.workerDeadline {
                 fail(.timedOut, loop)
             } else if now >= current.eventDeadline && !current.abandoned {
-                // The event is answered; the worker keeps its own deadline.
+                // The event is answered; the worker keeps its own deadline (in `wakeAt` from now on).
                 request?.abandoned = true
                 current.completion.complete(.timedOut)
-                input.arm(current.workerDeadline)
             }
         }
         if let ended = stdoutEndedAt, !stopping, now >= ended &+ Self.exitGrace { fail(endFailure(loop) ?? .closedStdout, loop) }
@@ -215,7 +213,7 @@ final class WorkerProcess: LoopClient {
         case .part(let written):
             request?.unsent = written
             if !writing {
-                let code = loop.register(input.stdinFD, id: id, tag: Self.stdinTag, writable: true)
+                let code = loop.register(input.fd, id: id, tag: Self.stdinTag, writable: true)
                 if code != 0 { return fail(.cannotWatch(errno: code), loop) }
                 writing = true
             }
@@ -228,7 +226,7 @@ final class WorkerProcess: LoopClient {
 
     private func stopWaitingToWrite(_ loop: EventLoop) {
         guard writing else { return }
-        loop.unregister(input.stdinFD)
+        loop.unregister(input.fd)
         writing = false
     }
 
@@ -333,7 +331,7 @@ final class WorkerProcess: LoopClient {
     }
 
     private func closeStdin(_ loop: EventLoop) {
-        input.closeStdin { fd in loop.unregister(fd) }
+        input.close { fd in loop.unregister(fd) }
         writing = false
     }
 
@@ -351,8 +349,7 @@ final class WorkerProcess: LoopClient {
         stdoutFD = -1
         stderrFD = -1
         reportFD = -1
-        writing = false
-        input.closeAll { fd in loop.unregister(fd) }  // unregistering one that was not registered is harmless
+        closeStdin(loop)
         reportDroppedStderr()
         loop.remove(id)
         goneNow(ended)
