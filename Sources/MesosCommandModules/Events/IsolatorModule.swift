@@ -120,13 +120,13 @@ public final class IsolatorModule: CommandModule {
     {
         // Refused before anything is decided (and logged) for it.
         guard store.record(id) == nil else {
-            throw EventError(.prepare, subject: id.description, refused: "mesos-command-module already initialized for container")
+            throw EventError(.prepare, subject: id.description, refused: Self.alreadyInitialized)
         }
         let record = ContainerStateStore.Record(
             id: id, idJSON: containerID, config: containerConfig,
             skipped: decide(id, idJSON: containerID, config: containerConfig))
         guard store.insertNew(record) else {
-            throw EventError(.prepare, subject: id.description, refused: "mesos-command-module already initialized for container")
+            throw EventError(.prepare, subject: id.description, refused: Self.alreadyInitialized)
         }
         do {
             try store.persist(record)
@@ -159,11 +159,6 @@ public final class IsolatorModule: CommandModule {
     /// Why `event`'s command does not run for container `id` (its rule did not match at prepare), or nil.
     public func skipReason(_ event: Event, containerID id: ContainerID) -> String? { store.record(id)?.skipped[event] }
 
-    /// Whether `event` runs a command for container `id`: one is configured and its rule did not skip it.
-    private func runsCommand(_ event: Event, _ id: ContainerID) -> Bool {
-        configuration.command(for: event) != nil && skipReason(event, containerID: id) == nil
-    }
-
     /// `isolate`: runs the isolate command with the container's pid (without container_config, and a warning,
     /// for a container never prepared — as the seed did).
     public func isolate(containerID: String, pid: Int32) async throws(EventError) {
@@ -183,11 +178,13 @@ public final class IsolatorModule: CommandModule {
     ///   because the container was cleaned up or the task was cancelled.
     public func watch(containerID: String) async throws(EventError) -> String? {
         let id = try parseID(containerID, .watch)
-        guard runsCommand(.watch, id) else {
-            if configuration.command(for: .watch) != nil { events.metrics.recordSkip(.watch) }
+        guard configuration.command(for: .watch) != nil else { return nil }
+        let record = store.record(id)
+        if record?.skipped[.watch] != nil {
+            events.metrics.recordSkip(.watch)
             return nil
         }
-        warnIfWithoutState(id, .watch)
+        warnIfWithoutState(id, .watch, record)
         let loop = Task { () async throws -> String? in try await self.watchLoop(id) }
         watches.withLock { $0[id]?.cancel(); $0[id] = loop }
         let result = await withTaskCancellationHandler {
@@ -225,12 +222,10 @@ public final class IsolatorModule: CommandModule {
     /// `update`: runs the update command with the new resource requests and limits.
     public func update(containerID: String, resourceRequests: String, resourceLimits: String) async throws(EventError) {
         let id = try parseID(containerID, .update)
-        warnIfWithoutState(id, .update)
-        let record = store.record(id)
-        var envelope = envelope(id, record, idJSON: containerID)
-        envelope.set("resource_requests", json: resourceRequests)
-        envelope.set("resource_limits", json: resourceLimits)
-        _ = try await runCommand(.update, envelope, subject: id.description, skippedBecause: record?.skipped[.update])
+        _ = try await runForRunningContainer(.update, id, idJSON: containerID) { envelope in
+            envelope.set("resource_requests", json: resourceRequests)
+            envelope.set("resource_limits", json: resourceLimits)
+        }
     }
 
     /// `usage`: the container's ResourceStatistics, with `timestamp` filled if the command left it out.
@@ -239,13 +234,9 @@ public final class IsolatorModule: CommandModule {
     public func usage(containerID: String) async throws(EventError) -> String {
         let id = try parseID(containerID, .usage)
         let now = Self.now()
-        guard configuration.command(for: .usage) != nil else { return Self.timestampOnly(now) }
-        warnIfWithoutState(id, .usage)
-        let record = store.record(id)
-        let envelope = envelope(id, record, idJSON: containerID)
-        guard let statistics = try await runCommand(
-            .usage, envelope, subject: id.description, skippedBecause: record?.skipped[.usage]
-        ).value else {
+        guard configuration.command(for: .usage) != nil,
+              let statistics = try await runForRunningContainer(.usage, id, idJSON: containerID).value
+        else {
             return Self.timestampOnly(now)
         }
         return statistics.jsonText
@@ -256,11 +247,7 @@ public final class IsolatorModule: CommandModule {
     public func status(containerID: String) async throws(EventError) -> String {
         let id = try parseID(containerID, .status)
         guard configuration.command(for: .status) != nil else { return "{}" }
-        warnIfWithoutState(id, .status)
-        let record = store.record(id)
-        let envelope = envelope(id, record, idJSON: containerID)
-        return try await runCommand(.status, envelope, subject: id.description, skippedBecause: record?.skipped[.status])
-            .value?.jsonText ?? "{}"
+        return try await runForRunningContainer(.status, id, idJSON: containerID).value?.jsonText ?? "{}"
     }
 
     /// `cleanup`: stops the container's watch, runs the cleanup command with the remembered config and forgets
@@ -296,10 +283,7 @@ public final class IsolatorModule: CommandModule {
     public func watchOnce(containerID: String) async throws(EventError) -> String? {
         let id = try parseID(containerID, .watch)
         guard configuration.command(for: .watch) != nil else { return nil }
-        warnIfWithoutState(id, .watch)
-        let record = store.record(id)
-        return try await runCommand(.watch, envelope(id, record, idJSON: containerID), subject: id.description,
-                                    skippedBecause: record?.skipped[.watch]).value?.jsonText
+        return try await runForRunningContainer(.watch, id, idJSON: containerID).value?.jsonText
     }
 
     /// Loads one container's state from its file, as `recover` would. Returns false when there is no file.
@@ -356,6 +340,9 @@ public final class IsolatorModule: CommandModule {
 
     // MARK: - Helpers
 
+    /// The seed's refusal of a second prepare of one container.
+    static let alreadyInitialized = "mesos-command-module already initialized for container"
+
     private func parseID(_ json: String, _ event: Event) throws(EventError) -> ContainerID {
         guard let value = try? JSONValue(parsing: json), let id = ContainerID(value) else {
             throw EventError(event, subject: "-", refused: "container_id is not a ContainerID: \(json.prefix(200))")
@@ -370,10 +357,25 @@ public final class IsolatorModule: CommandModule {
         return envelope
     }
 
-    /// Warns once per container that an event runs without the container's state: it ran before the isolator
-    /// was enabled (a rollout onto a busy agent), or its state file was lost. The container is not harmed.
-    private func warnIfWithoutState(_ id: ContainerID, _ event: Event) {
-        guard store.record(id) == nil, configuration.command(for: event) != nil else { return }
+    /// Runs `event`'s command for a running container: with its state, or — for a container without state —
+    /// with container_id only (warned once); not for a container whose rule skipped `event` at prepare. `members`
+    /// adds the event's own members to the envelope.
+    private func runForRunningContainer(_ event: Event, _ id: ContainerID, idJSON: String,
+                                        members: (inout Envelope) -> Void = { _ in }) async throws(EventError)
+        -> Outcome
+    {
+        let record = store.record(id)
+        warnIfWithoutState(id, event, record)
+        var envelope = envelope(id, record, idJSON: idJSON)
+        members(&envelope)
+        return try await runCommand(event, envelope, subject: id.description, skippedBecause: record?.skipped[event])
+    }
+
+    /// Warns once per container that an event runs without the container's state (`record` nil): it ran before
+    /// the isolator was enabled (a rollout onto a busy agent), or its state file was lost. The container is not
+    /// harmed.
+    private func warnIfWithoutState(_ id: ContainerID, _ event: Event, _ record: ContainerStateStore.Record?) {
+        guard record == nil, configuration.command(for: event) != nil else { return }
         guard warnedWithoutState.withLock({ $0.insert(id).inserted }) else { return }
         events.log(event, id.description).warning(
             "No state for this container (it started before the isolator was enabled, or its state file was lost): "
