@@ -108,10 +108,7 @@ final class TemporaryArea: Sendable {
     }
 
     deinit {
-        current.withLock { directory in
-            directory.removeAll()
-            _ = Self.inUse.withLock { $0.remove(directory.path) }
-        }
+        current.withLock { Self.retire($0) }
     }
 
     /// The directory in use now.
@@ -179,11 +176,16 @@ final class TemporaryArea: Sendable {
             let fresh = try Self.makeDirectory(in: parent, prefix: prefix)
             logger.warning(
                 "The private temporary directory '\(current.path)' can no longer be trusted: \(reason). Commands now use a new one, '\(fresh.path)'.")
-            current.removeAll()
-            _ = Self.inUse.withLock { $0.remove(current.path) }
+            Self.retire(current)
             current = fresh
             return fresh
         }
+    }
+
+    /// Removes a directory this process made and no longer uses.
+    private static func retire(_ directory: Directory) {
+        directory.removeAll()
+        _ = inUse.withLock { $0.remove(directory.path) }
     }
 
     private static func makeDirectory(in parent: String, prefix: String) throws(CommandError.Setup) -> Directory {
@@ -200,6 +202,7 @@ final class TemporaryArea: Sendable {
             let code = errno
             if fd >= 0 { close(fd) }
             rmdir(path)
+            _ = inUse.withLock { $0.remove(path) }
             throw CommandError.Setup("cannot open the private temporary directory '\(path)': \(SystemError.describe(code))")
         }
         return Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
