@@ -30,18 +30,41 @@ public struct Rule: Sendable, CustomStringConvertible {
         /// ContainerConfig.container_class: DEFAULT or DEBUG.
         case containerClass
 
+        /// The property of `kind`; `key` is the label key of the label kinds, ignored for the others.
+        init(_ kind: PropertyKind, key: String) {
+            switch kind {
+            case .label: self = .label(key)
+            case .taskLabel: self = .taskLabel(key)
+            case .executorLabel: self = .executorLabel(key)
+            case .framework: self = .framework
+            case .frameworkID: self = .frameworkID
+            case .role: self = .role
+            case .taskName: self = .taskName
+            case .nested: self = .nested
+            case .containerClass: self = .containerClass
+            }
+        }
+
+        /// Which property it is, without its label key.
+        var kind: PropertyKind {
+            switch self {
+            case .label: return .label
+            case .taskLabel: return .taskLabel
+            case .executorLabel: return .executorLabel
+            case .framework: return .framework
+            case .frameworkID: return .frameworkID
+            case .role: return .role
+            case .taskName: return .taskName
+            case .nested: return .nested
+            case .containerClass: return .containerClass
+            }
+        }
+
         /// How an operator writes it.
         var name: String {
             switch self {
-            case .label(let key): return "label:\(key)"
-            case .taskLabel(let key): return "task_label:\(key)"
-            case .executorLabel(let key): return "executor_label:\(key)"
-            case .framework: return "framework"
-            case .frameworkID: return "framework_id"
-            case .role: return "role"
-            case .taskName: return "task_name"
-            case .nested: return "nested"
-            case .containerClass: return "class"
+            case .label(let key), .taskLabel(let key), .executorLabel(let key): return "\(kind.rawValue):\(key)"
+            default: return kind.rawValue
             }
         }
 
@@ -60,18 +83,28 @@ public struct Rule: Sendable, CustomStringConvertible {
             }
         }
 
-        static let names = "label:<key>, task_label:<key>, executor_label:<key>, framework, framework_id, role, "
-            + "task_name, nested, class"
-
-        /// The names of the given kinds, in the order of `names`.
-        static func names(of kinds: Set<Rule.PropertyKind>) -> String {
-            let all: [(Rule.PropertyKind, String)] = [
-                (.label, "label:<key>"), (.taskLabel, "task_label:<key>"), (.executorLabel, "executor_label:<key>"),
-                (.framework, "framework"), (.frameworkID, "framework_id"), (.role, "role"), (.taskName, "task_name"),
-                (.nested, "nested"), (.containerClass, "class"),
-            ]
-            return all.filter { kinds.contains($0.0) }.map(\.1).joined(separator: ", ")
+        /// How an operator writes the properties of the given kinds (all of them by default), in one line.
+        static func names(of kinds: Set<PropertyKind> = Set(PropertyKind.allCases)) -> String {
+            PropertyKind.allCases.filter(kinds.contains).map(\.written).joined(separator: ", ")
         }
+    }
+
+    /// A property without its label key (what an event can test), named as an operator writes it.
+    enum PropertyKind: String, CaseIterable, Hashable {
+        case label
+        case taskLabel = "task_label"
+        case executorLabel = "executor_label"
+        case framework
+        case frameworkID = "framework_id"
+        case role
+        case taskName = "task_name"
+        case nested
+        case containerClass = "class"
+
+        /// Whether it is written with a label key: `label:<key>`.
+        var takesKey: Bool { self == .label || self == .taskLabel || self == .executorLabel }
+
+        var written: String { takesKey ? "\(rawValue):<key>" : rawValue }
     }
 
     public enum Operator: String, Sendable {
@@ -241,32 +274,16 @@ extension Rule {
     }
 
     private static func property(_ name: String, at position: Int) throws(RuleSyntaxError) -> Property {
-        if let colon = name.firstIndex(of: ":") {
-            let kind = name[..<colon]
-            let key = String(name[name.index(after: colon)...])
-            guard !key.isEmpty else {
-                throw RuleSyntaxError(position: position + name.count, reason: "'\(kind):' needs a label key")
-            }
-            switch kind {
-            case "label": return .label(key)
-            case "task_label": return .taskLabel(key)
-            case "executor_label": return .executorLabel(key)
-            default: break
-            }
-        } else {
-            switch name {
-            case "framework": return .framework
-            case "framework_id": return .frameworkID
-            case "role": return .role
-            case "task_name": return .taskName
-            case "nested": return .nested
-            case "class": return .containerClass
-            default: break
-            }
+        let colon = name.firstIndex(of: ":")
+        let kindName = colon.map { String(name[..<$0]) } ?? name
+        let key = colon.map { String(name[name.index(after: $0)...]) } ?? ""
+        if colon != nil && key.isEmpty {
+            throw RuleSyntaxError(position: position + name.count, reason: "'\(kindName):' needs a label key")
         }
+        if let kind = PropertyKind(rawValue: kindName), kind.takesKey == (colon != nil) { return Property(kind, key: key) }
         throw RuleSyntaxError(
             position: position,
-            reason: name.isEmpty ? "a condition needs a property (\(Property.names))"
-                : "unknown property '\(name)' (one of \(Property.names))")
+            reason: name.isEmpty ? "a condition needs a property (\(Property.names()))"
+                : "unknown property '\(name)' (one of \(Property.names()))")
     }
 }

@@ -142,25 +142,3 @@ extension Event {
     }
 }
 
-extension Rule {
-    /// A property without its label key, for what an event can test.
-    enum PropertyKind: Hashable {
-        case label, taskLabel, executorLabel, framework, frameworkID, role, taskName, nested, containerClass
-    }
-}
-
-extension Rule.Property {
-    var kind: Rule.PropertyKind {
-        switch self {
-        case .label: return .label
-        case .taskLabel: return .taskLabel
-        case .executorLabel: return .executorLabel
-        case .framework: return .framework
-        case .frameworkID: return .frameworkID
-        case .role: return .role
-        case .taskName: return .taskName
-        case .nested: return .nested
-        case .containerClass: return .containerClass
-        }
-    }
-}
