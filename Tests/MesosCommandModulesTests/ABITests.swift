@@ -5,10 +5,7 @@ import Testing
 /// metrics, destroy.
 @Suite struct ABITests {
     @Test func theCProgramPassesEveryCheck() {
-        let sandbox = Sandbox()
-        let binary = builtBinary("mcm-abi-check")
-        let status = shell("TMPDIR='\(sandbox.path)' timeout 120 '\(binary)' > '\(sandbox.path)/out' 2>&1")
-        let output = sandbox.read(sandbox.path + "/out") ?? ""
+        let (status, output) = runABICheck(timeout: 120)
         #expect(status == 0, "\(output)")
         #expect(output.contains(" passed, 0 failed"), "\(output)")
         #expect(output.split(separator: "\n").filter { $0.hasPrefix("ok - ") }.count > 35, "\(output)")

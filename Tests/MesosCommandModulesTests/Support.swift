@@ -222,6 +222,16 @@ func runCLI(_ arguments: [String], in directory: String = repositoryRoot) -> (st
     return (status, sandbox.read(sandbox.path + "/out") ?? "", sandbox.read(sandbox.path + "/err") ?? "")
 }
 
+/// Runs the C ABI check program (Tests/ABICheck/main.c) with `arguments`, its temporary files in a fresh sandbox,
+/// killed after `timeout` seconds; returns its exit status and its output (stdout and stderr).
+func runABICheck(_ arguments: [String] = [], timeout: Int) -> (status: Int32, output: String) {
+    let sandbox = Sandbox()
+    let quoted = arguments.map { " '" + $0.replacingAll("'", with: "'\\''") + "'" }.joined()
+    let status = shell("TMPDIR='\(sandbox.path)' timeout \(timeout) '\(builtBinary("mcm-abi-check"))'\(quoted) "
+        + "> '\(sandbox.path)/out' 2>&1")
+    return (status, sandbox.read(sandbox.path + "/out") ?? "")
+}
+
 extension String {
     func replacingAll(_ target: String, with replacement: String) -> String {
         var result = ""

@@ -29,10 +29,7 @@ import Testing
     /// fresh process (the C ABI check), where the engine's event loop does not exist yet.
     @Test(arguments: 0...9)
     func runningOutOfFileDescriptorsFailsTheEventNotTheAgent(_ free: Int) {
-        let sandbox = Sandbox()
-        let binary = builtBinary("mcm-abi-check")
-        let status = shell("TMPDIR='\(sandbox.path)' timeout 60 '\(binary)' emfile \(free) > '\(sandbox.path)/out' 2>&1")
-        let output = sandbox.read(sandbox.path + "/out") ?? ""
+        let (status, output) = runABICheck(["emfile", String(free)], timeout: 60)
         #expect(status == 0, "\(output)")
         #expect(output.contains("ok - out of fds (\(free) free): the event fails with a message or succeeds"), "\(output)")
         #expect(output.contains("ok - out of fds (\(free) free): the next event works once fds are back"), "\(output)")
