@@ -186,8 +186,9 @@ bool Engine::handles(const std::string& event) const
 
 
 // Per configured event, in Mesos' conventions: the counters command_modules/<module_name>/<event>/{calls,
-// failures,timeouts,skipped} (and worker_restarts in worker mode) and the timer command_modules/<module_name>/<event>/latency_ms (with its
-// percentiles). Called before any event runs: the timers' map is read-only afterwards.
+// failures,timeouts,skipped} (and worker_restarts in worker mode) and the timer
+// command_modules/<module_name>/<event>/latency_ms (with its percentiles). Called before any event runs: the
+// timers' map is read-only afterwards.
 void Engine::registerMetrics()
 {
   std::weak_ptr<Engine> self = shared_from_this();
