@@ -9,6 +9,8 @@ struct ParameterReader {
     var errors: [ConfigurationIssue] = []
     var warnings: [ConfigurationIssue] = []
     var notes: [ConfigurationIssue] = []
+    /// Which events set `<event>_workers` themselves.
+    var workersGiven: [Event: Bool] = [:]
 
     static let commandSuffixes = ["_command", "_timeout", "_failure_policy", "_when", "_mode", "_workers"]
     static let globalKeys = [
@@ -213,9 +215,6 @@ struct ParameterReader {
         return command
     }
 
-    /// Which events set `<event>_workers` themselves.
-    var workersGiven: [Event: Bool] = [:]
-
     /// Events of one module in worker mode whose command is the same file share its workers: they must agree on
     /// how many (the default, 1, gives way to a number one of them sets).
     mutating func checkSharedWorkers(_ commands: Dictionary<Event, CommandConfiguration>.Values) {
@@ -249,9 +248,8 @@ struct ParameterReader {
             return nil
         }
         for property in rule.properties where !available.contains(property.kind) {
-            let can = rule.properties.isEmpty ? "" : Rule.Property.names(of: available)
             self.error(key, "'\(property.name)' cannot be tested for \(event.key): its input does not hold it "
-                + "(it can test \(can))")
+                + "(it can test \(Rule.Property.names(of: available)))")
             return nil
         }
         return rule
