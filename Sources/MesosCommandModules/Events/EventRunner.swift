@@ -26,6 +26,11 @@ struct EventRunner: Sendable {
     static let consoleLinesLogged = 100
     static let consoleLineLength = 2000
 
+    /// A line of a command's output as it is logged: cut at `consoleLineLength` characters.
+    static func clipped(_ line: Substring) -> Substring {
+        line.count > consoleLineLength ? line.prefix(consoleLineLength) + "…" : line
+    }
+
     init(configuration: ModuleConfiguration, logger: Logger, metrics: ModuleMetrics = ModuleMetrics()) throws(CommandError.Setup) {
         self.configuration = configuration
         self.runner = try CommandRunner(
@@ -184,8 +189,7 @@ struct EventRunner: Sendable {
                 continue
             }
             logged += 1
-            let text = line.count > Self.consoleLineLength ? line.prefix(Self.consoleLineLength) + "…" : line
-            log.info("\(name): \(text)")
+            log.info("\(name): \(Self.clipped(line))")
         }
         if skipped > 0 {
             log.info("\(name): … \(skipped) more line(s) of output not logged")

@@ -70,8 +70,7 @@ extension WorkerProcess {
             return
         }
         stderrBudget -= 1
-        let text = line.count > 2000 ? line.prefix(2000) + "…" : Substring(line)
-        log(false, (request?.logPrefix ?? "[worker \(name), pid \(group.pid)] ") + "\(name): \(text)")
+        log(false, (request?.logPrefix ?? "[worker \(name), pid \(group.pid)] ") + "\(name): \(EventRunner.clipped(line[...]))")
     }
 
     func reportDroppedStderr() {

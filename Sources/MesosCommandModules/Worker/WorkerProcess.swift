@@ -14,8 +14,9 @@ final class WorkerProcess: LoopClient {
     static let reportTag: UInt8 = 5
     /// How long after its stdout ended the worker's exit is awaited before the failure is reported.
     static let exitGrace: UInt64 = 50_000_000
-    /// Lines of stderr logged per request (and between requests): the rest are counted, not logged.
-    static let stderrLinesLogged = 100
+    /// Lines of stderr logged per request (and between requests), as for a command in exec mode: the rest are
+    /// counted, not logged.
+    static let stderrLinesLogged = EventRunner.consoleLinesLogged
 
     struct Request {
         let id: UInt64
