@@ -119,13 +119,7 @@ struct Bench: AsyncParsableCommand {
         print("  worker event p50 / p99, each after a floor spawn:                 \(ms(engine.p50)) / \(ms(engine.p99))"
             + "  → \(ratio(engine.p50 / floor.p50)) / \(ratio(engine.p99 / floor.p99)) × the floor")
         // Events back to back, as a /monitor/statistics request calls usage for each container in turn.
-        var burst: [Double] = []
-        for i in 0..<(events + events / 10) {
-            let start = ContinuousClock.now
-            _ = try await module.usage(containerID: Self.container)
-            if i >= events / 10 { burst.append(seconds(ContinuousClock.now - start)) }
-        }
-        let back = Percentiles(burst)
+        let back = try await backToBack(warmUp: events / 10) { _ = try await module.usage(containerID: Self.container) }
         print("  worker event p50 / p99, back to back:                             \(ms(back.p50)) / \(ms(back.p99))"
             + "  → \(ratio(back.p50 / floor.p50)) / \(ratio(back.p99 / floor.p99)) × the floor")
         _ = try await measureThroughput(module, inFlight: 8, events: 5000)  // warm-up: the workers, their CPUs
@@ -165,13 +159,9 @@ struct Bench: AsyncParsableCommand {
         configuration.temporaryDirectory = tempDir ?? scratch.path
         let hook = try HookModule(configuration: configuration, logger: logger)
         let envelope = SampleEnvelopes.envelope(for: .slaveRunTaskLabelDecorator)
-        var times: [Double] = []
-        for i in 0..<(events + events / 10) {
-            let start = ContinuousClock.now
+        let skipped = try await backToBack(warmUp: events / 10) {
             _ = try await hook.run(.slaveRunTaskLabelDecorator, envelope: envelope)
-            if i >= events / 10 { times.append(seconds(ContinuousClock.now - start)) }
         }
-        let skipped = Percentiles(times)
         var isolatorConfiguration = ModuleConfiguration(
             kind: .isolator, moduleName: "bench_rules_isolator",
             commands: [CommandConfiguration(event: .usage, path: "/bin/true")])
@@ -180,13 +170,7 @@ struct Bench: AsyncParsableCommand {
         isolatorConfiguration.stateDirectory = scratch.path + "/state"
         let isolator = try IsolatorModule(configuration: isolatorConfiguration, logger: logger)
         try isolator.adopt(containerID: Self.container, containerConfig: SampleEnvelopes.containerConfig())
-        var usageTimes: [Double] = []
-        for _ in 0..<events {
-            let start = ContinuousClock.now
-            _ = try await isolator.usage(containerID: Self.container)
-            usageTimes.append(seconds(ContinuousClock.now - start))
-        }
-        let usage = Percentiles(usageTimes)
+        let usage = try await backToBack(warmUp: 0) { _ = try await isolator.usage(containerID: Self.container) }
         print("")
         print("Events skipped by their `when` rule (no process started):")
         print("  hook_slave_run_task_label_decorator, rule on labels and framework, sample task: p50 \(us(skipped.p50)) "
@@ -209,6 +193,17 @@ struct Bench: AsyncParsableCommand {
 
     /// The floor — posix_spawn of the same script with the same argv and a blocking waitpid — and the engine's
     /// whole isolator_usage event, alternated event by event so that the machine's drift weighs on both alike.
+    /// `events` runs of `event`, one after the other, after `warmUp` runs that are not measured.
+    func backToBack(warmUp: Int, _ event: () async throws -> Void) async throws -> Percentiles {
+        var times: [Double] = []
+        for i in 0..<(warmUp + events) {
+            let start = ContinuousClock.now
+            try await event()
+            if i >= warmUp { times.append(seconds(ContinuousClock.now - start)) }
+        }
+        return Percentiles(times)
+    }
+
     func measureLatency(_ path: String, _ module: IsolatorModule, scratch: ScratchDirectory) async throws
         -> (floor: Percentiles, engine: Percentiles)
     {

@@ -27,14 +27,10 @@ struct Events: ParsableCommand {
             printError("# \(event.key) — Mesos \(event.kind == .hook ? "Hook" : "Isolator")::\(event.methodName)")
             printError("# parameter: \(event.key)_command; output: \(output); on failure by default: \(event.defaultFailurePolicy.rawValue)")
         }
-        let document: JSONValue
-        if let event {
-            document = (try? JSONValue(parsing: SampleEnvelopes.envelope(for: event).jsonText)) ?? .object([])
-        } else {
-            document = .object(events.map { event in
-                (event.key, (try? JSONValue(parsing: SampleEnvelopes.envelope(for: event).jsonText)) ?? .object([]))
-            })
+        func sample(_ event: Event) -> JSONValue {
+            (try? JSONValue(parsing: SampleEnvelopes.envelope(for: event).jsonText)) ?? .object([])
         }
+        let document = event.map(sample) ?? .object(events.map { ($0.key, sample($0)) })
         print(document.prettyText)
     }
 }

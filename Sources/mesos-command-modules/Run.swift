@@ -160,7 +160,6 @@ struct Run: AsyncParsableCommand {
     }
 }
 
-
 extension String {
     init?(contentsOfFile path: String) {
         guard let file = fopen(path, "rb") else { return nil }

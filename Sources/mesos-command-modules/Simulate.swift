@@ -162,7 +162,6 @@ struct Report {
             print("    -  \(name): not configured")
             return
         }
-
         let start = ContinuousClock.now
         let outcome: String
         do {
