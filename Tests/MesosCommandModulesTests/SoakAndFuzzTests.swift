@@ -152,8 +152,10 @@ func environmentInt(_ name: String, default value: Int) -> Int {
                 let index = submitted
                 submitted += 1
                 if index % 20 == 0 {
+                    // The first reaches a fresh worker before any backoff, so the timeout path is always taken;
+                    // after it, which hostile events find a live worker depends on the backoff and the clock.
+                    let kind = hostileSent == 0 ? "slow" : kinds[Int(rng.next() % UInt64(kinds.count))]
                     hostileSent += 1
-                    let kind = kinds[Int(rng.next() % UInt64(kinds.count))]
                     group.addTask { _ = try await hostileModule.usage(containerID: cid(kind)); return false }
                 } else {
                     group.addTask { try await goodModule.usage(containerID: cid("good")).contains("\"processes\":2") }
