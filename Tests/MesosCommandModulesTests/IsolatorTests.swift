@@ -169,6 +169,27 @@ import Testing
         #expect(calls.first?.hasPrefix("isolator_recover {\"states\":[") == true)
     }
 
+    @Test func aListMesosRecoversThatCannotBeReadRemovesNoStateFile() async throws {
+        let log = CapturedLog()
+        let module = try isolator(sandbox, [recording(.recover)], log: log)
+        let dir = module.stateDirectory
+        shell("mkdir -p '\(dir)'")
+        sandbox.write(dir + "/running", #"{"directory":"/r"}"#)
+        sandbox.write(dir + "/orphan", #"{"directory":"/o"}"#)
+        // Readable states, unreadable orphans: the known container is restored, nothing is removed.
+        try await module.recover(states: #"[{"container_id":{"value":"running"}}]"#, orphans: #"[{"value":"orph"#)
+        #expect(module.containers.map(\.description) == ["running"])
+        #expect(log.contains("Cannot read the orphans Mesos recovers"))
+        #expect(log.contains("no state file is removed"))
+        #expect(Sandbox.entries(dir) == ["orphan", "running"])
+        // Not an array: the same.
+        let restarted = try isolator(sandbox, [recording(.recover)], log: log)
+        try await restarted.recover(states: #"{"container_id":{"value":"running"}}"#, orphans: "[]")
+        #expect(log.contains("The states Mesos recovers are not a JSON array"))
+        #expect(Sandbox.entries(dir) == ["orphan", "running"])
+        #expect(calls.count == 2, "the recover command still runs")
+    }
+
     @Test func aFailingRecoverCommandIsOnlyLogged() async throws {
         let failing = sandbox.script("recover.sh", "#!/bin/sh\nexit 4\n")
         let log = CapturedLog()

@@ -70,8 +70,23 @@ public final class IsolatorModule: CommandModule {
     {
         let log = events.log(.recover, "-")
         var known: [String: ContainerID] = [:]
-        for list in [states, orphans] {
-            guard case .array(let elements)? = try? JSONValue(parsing: list) else { continue }
+        // A list that cannot be read says nothing about which containers Mesos knows: then no file is removed,
+        // or one bad byte would cost every running container its state (and its cleanup command).
+        var listsRead = true
+        for (name, list) in [("states", states), ("orphans", orphans)] {
+            let elements: [JSONValue]
+            switch Result(catching: { () throws(JSONParseError) in try JSONValue(parsing: list) }) {
+            case .success(.array(let array)):
+                elements = array
+            case .success:
+                log.error("The \(name) Mesos recovers are not a JSON array: no state file is removed")
+                listsRead = false
+                continue
+            case .failure(let error):
+                log.error("Cannot read the \(name) Mesos recovers (\(error)): no state file is removed")
+                listsRead = false
+                continue
+            }
             for element in elements {
                 // A ContainerState holds its id under container_id; an orphan is the ContainerID itself.
                 if let id = ContainerID(element["container_id"] ?? element) { known[ContainerStateStore.fileName(id)] = id }
@@ -87,7 +102,7 @@ public final class IsolatorModule: CommandModule {
             }
         }
         var unknown: [String] = []
-        for name in store.fileNames().sorted() where known[name] == nil {
+        for name in store.fileNames().sorted() where listsRead && known[name] == nil {
             unknown.append(name)
             let what = name.hasPrefix(".")
                 ? "'\(store.directory)/\(name)', left by an interrupted write"
