@@ -293,6 +293,25 @@ import Testing
         #expect(try await usage(module).get()["processes"] == .number("1"))
     }
 
+    /// An event nobody waits for any more (cancelled, or over while it waited for its worker) still has its
+    /// answer checked: a worker that then writes a line that is not a valid answer is stopped before its slot
+    /// serves the next event, which is not blamed for it.
+    @Test func theAnswerToAnAbandonedEventIsCheckedToo() async throws {
+        let script = hostileWorker("late.sh", #"sleep 0.3; echo 'not json'; sleep 0.5; printf '{"id":%s,"output":{"processes":1}}\n' "$id""#)
+        let module = try workerIsolator(script, [("isolator_usage_timeout", "5")])
+        try module.adopt(containerID: cid("ok"), containerConfig: "{}")
+        try module.adopt(containerID: cid("late"), containerConfig: "{}")
+        _ = try await usage(module, "ok").get()
+        let late = Task { await usage(module, "late") }
+        try await Task.sleep(for: .milliseconds(100))
+        late.cancel()
+        #expect(message(await late.value) != nil, "a cancelled event fails")
+        // Waits for the worker's slot, which its garbage line frees.
+        #expect(try await usage(module, "ok").get()["processes"] == .number("1"))
+        #expect(module.workerRestarts(.usage) == 1)
+        #expect(pids(script).count == 2, "a fresh worker served the next event")
+    }
+
     /// One bad input that makes workers exit repeatedly puts restarts on hold — not the workers still healthy:
     /// a free live worker serves the next event.
     @Test func restartsOnHoldDoNotStopAHealthyWorker() async throws {
