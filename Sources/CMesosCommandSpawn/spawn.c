@@ -139,6 +139,9 @@ int mcm_spawn_worker(const char *path, char *const argv[], char *const extra_env
     pid_t child = fork();
     if (child == 0) become_worker(path, argv, envp, fds, parent, report[1]);
     int fork_errno = errno;
+    /* The child makes its own group too; whichever runs first wins, so that a kill of the group right after this
+       returns cannot find no group (EACCES once the child has exec'd: it did it itself). */
+    if (child > 0) setpgid(child, child);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     free(envp);
     close(report[1]);
