@@ -40,6 +40,25 @@ import Testing
         #expect(access(made, F_OK) != 0)
     }
 
+    /// A command that makes its own scratch tree beside its files does not keep the directory from going with
+    /// the module; a link in that tree is removed, never followed.
+    @Test func whatACommandMadeInTheDirectoryGoesWithIt() async throws {
+        let outside = sandbox.path + "/outside"
+        #expect(shell("mkdir -p '\(outside)' && echo keep > '\(outside)/file'") == 0)
+        let prepare = sandbox.script("scratch.sh", """
+            #!/bin/sh
+            dir=$(dirname "$2")
+            mkdir -p "$dir/scratch/deeper" && echo x > "$dir/scratch/deeper/f" && ln -s '\(outside)' "$dir/scratch/link"
+            """)
+        var module: IsolatorModule? = try isolator(sandbox, [("isolator_prepare_command", prepare)])
+        let made = module!.temporaryDirectory
+        _ = try await module!.prepare(containerID: cid("c1"), containerConfig: "{}")
+        #expect(Sandbox.entries(made) == ["scratch"])
+        module = nil
+        #expect(access(made, F_OK) != 0, "the directory is gone")
+        #expect(sandbox.read(outside + "/file") == "keep\n", "the link was not followed")
+    }
+
     @Test func aDirectoryReCreatedAtTheSamePathByAnotherUserIsNeverUsed() async throws {
         let log = CapturedLog()
         let module = try module(log)

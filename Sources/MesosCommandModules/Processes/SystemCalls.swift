@@ -110,6 +110,17 @@ extension FileIO {
         return entries(handle)
     }
 
+    /// Removes `name` from the directory open at `fd`, and if it is a directory, what it holds first — through
+    /// fds only, never following a link, down to `depth` levels (deeper content is left, and so is the directory).
+    static func removeTree(_ name: String, in fd: Int32, depth: Int = 16) {
+        if unlinkat(fd, name, 0) == 0 || errno != EISDIR || depth == 0 { return }
+        let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard child >= 0 else { return }
+        for entry in entries(fd: child) { removeTree(entry, in: child, depth: depth - 1) }
+        close(child)
+        unlinkat(fd, name, AT_REMOVEDIR)
+    }
+
     private static func entries(_ handle: OpaquePointer?) -> [String] {
         guard let handle else { return [] }
         defer { closedir(handle) }

@@ -62,9 +62,10 @@ final class TemporaryArea: Sendable {
             }
         }
 
-        /// Removes what this directory holds and, if its path still names it, the directory itself.
+        /// Removes what this directory holds (what a command made in it included) and, if its path still names
+        /// it, the directory itself.
         func removeAll() {
-            for name in FileIO.entries(fd: fd) { unlinkat(fd, name, 0) }
+            for name in FileIO.entries(fd: fd) { FileIO.removeTree(name, in: fd) }
             var byPath = stat()
             if lstat(path, &byPath) == 0, UInt64(byPath.st_dev) == device, UInt64(byPath.st_ino) == inode {
                 rmdir(path)
