@@ -135,6 +135,22 @@ static mcm_module *create(mcm_kind kind, const char **keys, const char **values,
     return mcm_module_create(kind, keys, values, count, &callbacks, error);
 }
 
+/* An isolator named `name`, with this check's temp_dir and its state in <dir>/<state>, and `count` more parameters. */
+static mcm_module *create_isolator(const char *name, const char *state, const char **keys, const char **values,
+                                   size_t count, char **error) {
+    enum { standard = 3, most = 16 };
+    char state_dir[300];
+    snprintf(state_dir, sizeof state_dir, "%s/%s", dir, state);
+    const char *all_keys[most] = {"module_name", "temp_dir", "state_dir"};
+    const char *all_values[most] = {name, dir, state_dir};
+    if (count > most - standard) return NULL;
+    for (size_t i = 0; i < count; i++) {
+        all_keys[standard + i] = keys[i];
+        all_values[standard + i] = values[i];
+    }
+    return create(MCM_KIND_ISOLATOR, all_keys, all_values, standard + count, error);
+}
+
 static mcm_fragment fragment(const char *key, const char *json) {
     mcm_fragment f = {key, json, strlen(json)};
     return f;
@@ -247,18 +263,14 @@ static void check_isolator(void) {
              "#!/bin/sh\necho tick >> %s\n[ $(wc -l < %s) -ge 3 ] && "
              "echo '{\"message\":\"limit\",\"reason\":\"REASON_CONTAINER_LIMITATION_MEMORY\"}' > \"$2\"\nexit 0\n",
              ticks, ticks);
-    const char *keys[] = {"module_name", "temp_dir", "state_dir", "isolator_prepare_command",
-                          "isolator_usage_command", "isolator_watch_command", "isolator_watch_frequence",
-                          "isolator_cleanup_command", "grace_period"};
-    char state_dir[300];
-    snprintf(state_dir, sizeof state_dir, "%s/state", dir);
-    const char *values[] = {"abi_isolator", dir, state_dir,
-                            script("prepare.sh", "#!/bin/sh\necho '{\"user\":\"app\"}' > \"$2\"\n"),
+    const char *keys[] = {"isolator_prepare_command", "isolator_usage_command", "isolator_watch_command",
+                          "isolator_watch_frequence", "isolator_cleanup_command", "grace_period"};
+    const char *values[] = {script("prepare.sh", "#!/bin/sh\necho '{\"user\":\"app\"}' > \"$2\"\n"),
                             script("usage.sh", "#!/bin/sh\ngrep -q '/sandbox' \"$1\" && echo '{\"cpus_limit\":2}' > \"$2\"\n"),
                             script("watch.sh", watch_body), "0.05",
                             script("cleanup.sh", "#!/bin/sh\nexit 0\n"), "0.2"};
     char *error = NULL;
-    mcm_module *m = create(MCM_KIND_ISOLATOR, keys, values, 9, &error);
+    mcm_module *m = create_isolator("abi_isolator", "state", keys, values, 6, &error);
     CHECK(m != NULL, "isolator: created", "%s", error ? error : "");
     if (!m) return;
 
@@ -352,15 +364,11 @@ static void check_header_promises(void) {
     char stubborn_body[600];
     snprintf(stubborn_body, sizeof stubborn_body, "#!/bin/sh\ntrap '' TERM\necho $$ > %s\nwhile :; do sleep 0.05; done\n",
              pid_file);
-    const char *keys[] = {"module_name", "temp_dir", "state_dir", "isolator_prepare_command", "isolator_cleanup_command",
-                          "grace_period"};
-    char state_dir[300];
-    snprintf(state_dir, sizeof state_dir, "%s/promises-state", dir);
-    const char *values[] = {"abi_promises", dir, state_dir,
-                            script("echo-user.sh", "#!/bin/sh\nprintf '{%s}' \"$(grep -o '\"user\":\"[^\"]*\"' \"$1\")\" > \"$2\"\n"),
+    const char *keys[] = {"isolator_prepare_command", "isolator_cleanup_command", "grace_period"};
+    const char *values[] = {script("echo-user.sh", "#!/bin/sh\nprintf '{%s}' \"$(grep -o '\"user\":\"[^\"]*\"' \"$1\")\" > \"$2\"\n"),
                             script("stubborn.sh", stubborn_body), "0.3"};
     char *error = NULL;
-    mcm_module *m = create(MCM_KIND_ISOLATOR, keys, values, 6, &error);
+    mcm_module *m = create_isolator("abi_promises", "promises-state", keys, values, 3, &error);
     CHECK(m != NULL, "promises: created", "%s", error ? error : "");
     if (!m) return;
 
@@ -437,13 +445,10 @@ static void check_worker_destroy(void) {
              "  printf '{\"id\":%%s,\"output\":{\"processes\":7}}\\n' \"$id\"\n"
              "done\n",
              pids);
-    const char *keys[] = {"module_name", "temp_dir", "state_dir", "isolator_usage_command", "isolator_usage_mode",
-                          "grace_period"};
-    char state_dir[300];
-    snprintf(state_dir, sizeof state_dir, "%s/worker-state", dir);
-    const char *values[] = {"abi_worker", dir, state_dir, script("worker.sh", body), "worker", "0.3"};
+    const char *keys[] = {"isolator_usage_command", "isolator_usage_mode", "grace_period"};
+    const char *values[] = {script("worker.sh", body), "worker", "0.3"};
     char *error = NULL;
-    mcm_module *m = create(MCM_KIND_ISOLATOR, keys, values, 6, &error);
+    mcm_module *m = create_isolator("abi_worker", "worker-state", keys, values, 3, &error);
     CHECK(m != NULL, "worker: created", "%s", error ? error : "");
     if (!m) return;
     CHECK(mcm_module_mode(m, "isolator_usage") == MCM_MODE_WORKER && mcm_module_mode(m, "isolator_prepare") == MCM_MODE_NONE,
@@ -482,14 +487,10 @@ static void check_worker_destroy(void) {
 static int check_out_of_fds(int free_fds) {
     struct rlimit limit = {256, 256};
     setrlimit(RLIMIT_NOFILE, &limit);
-    const char *keys[] = {"module_name", "temp_dir", "state_dir", "isolator_usage_command",
-                          "isolator_usage_failure_policy"};
-    char state_dir[300];
-    snprintf(state_dir, sizeof state_dir, "%s/state", dir);
-    const char *values[] = {"abi_emfile", dir, state_dir,
-                            script("usage.sh", "#!/bin/sh\necho '{\"cpus_limit\":3}' > \"$2\"\n"), "fail"};
+    const char *keys[] = {"isolator_usage_command", "isolator_usage_failure_policy"};
+    const char *values[] = {script("usage.sh", "#!/bin/sh\necho '{\"cpus_limit\":3}' > \"$2\"\n"), "fail"};
     char *error = NULL;
-    mcm_module *m = create(MCM_KIND_ISOLATOR, keys, values, 5, &error);
+    mcm_module *m = create_isolator("abi_emfile", "state", keys, values, 2, &error);
     if (!m) {
         printf("not ok - create: %s\n", error ? error : "");
         return 1;
@@ -522,12 +523,10 @@ static int check_out_of_fds(int free_fds) {
 /* `worker-orphan SCRIPT`: starts SCRIPT as a usage worker, runs one event, and dies without destroying the
    module: the worker must not outlive this process. */
 static int orphan_a_worker(const char *worker) {
-    const char *keys[] = {"module_name", "temp_dir", "state_dir", "isolator_usage_command", "isolator_usage_mode"};
-    char state_dir[300];
-    snprintf(state_dir, sizeof state_dir, "%s/state", dir);
-    const char *values[] = {"abi_orphan", dir, state_dir, worker, "worker"};
+    const char *keys[] = {"isolator_usage_command", "isolator_usage_mode"};
+    const char *values[] = {worker, "worker"};
     char *error = NULL;
-    mcm_module *m = create(MCM_KIND_ISOLATOR, keys, values, 5, &error);
+    mcm_module *m = create_isolator("abi_orphan", "state", keys, values, 2, &error);
     if (!m) {
         printf("not ok - create: %s\n", error ? error : "");
         return 1;
