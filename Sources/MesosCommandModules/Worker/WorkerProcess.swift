@@ -248,9 +248,7 @@ final class WorkerProcess: LoopClient {
         if request.abandoned {
             // Nobody waits for this answer, but a worker that broke the protocol is stopped before its slot
             // serves another event (which would get the rest of the stream).
-            if case .invalid(let what) = WorkerAnswer(parsing: line, requestID: request.id) {
-                fail(.brokeProtocol(what), loop)
-            }
+            if case .invalid(let what) = WorkerAnswer(parsing: line, requestID: request.id) { stop(because: what, on: loop) }
             request.done()
         } else {
             request.completion.complete(.line(line))
