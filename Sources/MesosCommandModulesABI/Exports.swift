@@ -82,6 +82,14 @@ public func mcm_module_mode(_ module: OpaquePointer?, _ eventKey: UnsafePointer<
     }
 }
 
+@_cdecl("mcm_module_answer_limit")
+public func mcm_module_answer_limit(_ module: OpaquePointer?, _ eventKey: UnsafePointer<CChar>?) -> Double {
+    guard let module else { return ABIModule.destroyMargin }
+    let configuration = Unmanaged<ABIModule>.fromOpaque(UnsafeRawPointer(module)).takeUnretainedValue().configuration
+    let timeout = eventKey.flatMap { Event(rawValue: String(cString: $0)) }.flatMap { configuration.command(for: $0) }?.timeout
+    return (timeout ?? 0) + configuration.gracePeriod + ABIModule.destroyMargin
+}
+
 @_cdecl("mcm_module_metric")
 public func mcm_module_metric(_ module: OpaquePointer?, _ eventKey: UnsafePointer<CChar>?, _ metric: mcm_metric) -> Double {
     guard let module, let eventKey, let event = Event(rawValue: String(cString: eventKey)) else { return 0 }

@@ -203,6 +203,12 @@ static void check_hooks(void) {
               mcm_module_handles(m, "hook_slave_task_status_decorator") == 0 &&
               mcm_module_handles(m, "no_such_event") == 0,
           "hook: handles", "");
+    /* Defaults: timeout 30 s, grace_period 1 s, and the 2 s margin destroy also allows. */
+    CHECK(mcm_module_answer_limit(m, "hook_slave_run_task_label_decorator") == 33 &&
+              mcm_module_answer_limit(m, "hook_slave_task_status_decorator") == 3,
+          "hook: answer limit = timeout + grace_period + margin, for a blocking caller", "%g %g",
+          mcm_module_answer_limit(m, "hook_slave_run_task_label_decorator"),
+          mcm_module_answer_limit(m, "hook_slave_task_status_decorator"));
 
     mcm_fragment fragments[] = {
         fragment("task_info", "{\"name\":\"t\",\"task_id\":{\"value\":\"t1\"},\"slave_id\":{\"value\":\"s\"}}"),

@@ -144,6 +144,13 @@ uint64_t mcm_run_event(mcm_module *module, const char *event_key, const mcm_frag
    are ignored. */
 void mcm_cancel(mcm_module *module, uint64_t token);
 
+/*
+ * The longest an event of `event_key` takes to be answered, in seconds: its timeout (waiting for a slot or a
+ * worker included), grace_period and a margin for a killed process to die. The engine answers by then even if
+ * a process is stuck in the kernel; a caller that must block for the answer (a hook) may give up after it.
+ */
+double mcm_module_answer_limit(const mcm_module *module, const char *event_key);
+
 /* A counter of one event of the module, for /metrics/snapshot (0 for an unknown event or metric). */
 double mcm_module_metric(const mcm_module *module, const char *event_key, mcm_metric metric);
 

@@ -51,6 +51,12 @@ final class EventLoop: @unchecked Sendable {
     private let armedAt = Mutex<UInt64>(.max)
     /// The epoll user data of the wake eventfd and of the timer; clients' data starts at 1 << 3.
     private static let wakeData: UInt64 = 0
+    /// How many reads (of up to 64 KiB each) a client makes of one fd per loop pass. A child writing without
+    /// pause must not keep the loop from its other fds, deadlines and kills: what is left is read at the next
+    /// pass (epoll is level-triggered). 1 MiB covers a pipe of the largest size an unprivileged process can set
+    /// (/proc/sys/fs/pipe-max-size), so a child that exited leaves nothing unread after one pass.
+    static let readsPerPass = 17
+
     private static let timerData: UInt64 = 1
     private var thread = pthread_t()
 

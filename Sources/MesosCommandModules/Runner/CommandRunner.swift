@@ -93,13 +93,24 @@ public struct CommandRunner: Sendable {
 
         let start = ContinuousClock.now
         let id = loop.makeClientID()
+        // The console is watched from the moment the command exists: a command that fills the pipe (64 KiB)
+        // before it exits must be drained, or it never exits. Registered here rather than by the loop, so that
+        // the hand-over below need not wake it: the first bytes or the exit do (and the loop runs its inbox,
+        // which then holds the child, before it looks at the fds that woke it).
+        let registered = loop.register(pipeFDs[0], id: id, tag: ExecChild.consoleTag)
+        guard registered == 0 else {
+            close(pipeFDs[0])
+            close(pipeFDs[1])
+            close(stdin)
+            throw CommandError(command: path, code: .cannotWatch(errno: registered))
+        }
         let completion = Completion<ChildExit>()
         let child = UncheckedSendable(ExecChild(
             id: id, consoleFD: pipeFDs[0], consoleLimit: Self.consoleLimit, deadline: deadline.nanoseconds,
             gracePeriod: gracePeriod, completion: completion))
-        // Handed to the loop without waking it: the command's exit wakes it (and it runs its inbox first), or
-        // the deadline does.
-        loop.execute(wake: false) { loop in child.value.add(to: loop) }
+        // Handed to the loop without waking it: the command's first output or its exit wakes it, or the
+        // deadline does.
+        loop.execute(wake: false) { loop in loop.add(child.value, id: id) }
         loop.wake(by: deadline.nanoseconds)
         let consoleWriter = pipeFDs[1]
         let argv = [path, files.input, files.output, files.error]

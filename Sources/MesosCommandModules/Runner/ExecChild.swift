@@ -62,18 +62,6 @@ final class ExecChild: LoopClient {
         self.completion = completion
     }
 
-    /// Adds the child to the loop (handed over lazily, before its start: see `CommandRunner`). A console that
-    /// cannot be registered fails the event; the command, if it starts, is killed.
-    func add(to loop: EventLoop) {
-        loop.add(self, id: id)
-        let code = loop.register(consoleFD, id: id, tag: Self.consoleTag)
-        if code != 0 {
-            closeConsole(loop)
-            stop = .cannotWatch(errno: code)
-            answer(.cannotWatch(errno: code))
-        }
-    }
-
     /// The command started (on a spawner thread, which registers its pidfd). One the event no longer waits for
     /// (its deadline passed, it was cancelled) is killed at once.
     func started(_ group: ProcessGroup, on loop: EventLoop) {
@@ -165,16 +153,18 @@ final class ExecChild: LoopClient {
         if reaped && consoleFD < 0 { loop.remove(id) }
     }
 
+    /// Reads what the console holds, a bounded amount per loop pass (`EventLoop.readsPerPass`): a child that
+    /// writes without pause (a background `yes`) gets its turn again at the next pass, after every other fd,
+    /// deadline and kill of this one.
     private func readConsole(_ loop: EventLoop) {
-        while consoleFD >= 0 {
+        for _ in 0..<EventLoop.readsPerPass where consoleFD >= 0 {
             let n = loop.read(consoleFD) { bytes in
                 guard completion != nil else { return }  // after the result: dropped
                 let room = max(0, consoleLimit - console.count)
                 console.append(contentsOf: bytes.prefix(room))
                 consoleDropped += bytes.count - min(bytes.count, room)
             }
-            if n > 0 { continue }
-            if n < 0 && errno == EINTR { continue }
+            if n > 0 || (n < 0 && errno == EINTR) { continue }
             if n < 0 && errno == EAGAIN { return }
             closeConsole(loop)  // EOF or error
             finishIfReaped(loop)

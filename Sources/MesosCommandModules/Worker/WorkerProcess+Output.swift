@@ -2,24 +2,20 @@ import Glibc
 
 /// What a worker writes: answers on stdout, one per line; lines for the agent's log on stderr.
 extension WorkerProcess {
+    /// Reads answers, a bounded amount per loop pass (`EventLoop.readsPerPass`).
     func readStdout(_ loop: EventLoop) {
-        while stdoutFD >= 0 {
+        for _ in 0..<EventLoop.readsPerPass where stdoutFD >= 0 {
             var lines: [[UInt8]] = []
             let n = loop.read(stdoutFD) { bytes in
-                var start = stdoutBuffer.count
-                stdoutBuffer.append(contentsOf: bytes)
-                while let newline = stdoutBuffer[start...].firstIndex(of: 0x0A) {
-                    lines.append(Array(stdoutBuffer[..<newline]))
-                    stdoutBuffer.removeSubrange(...newline)
-                    start = 0
-                }
+                stdoutBuffer.append(bytes)
+                stdoutBuffer.takeLines { lines.append(Array($0)) }
             }
             for line in lines where !stopping {
                 guard line.count <= lineLimit else { return fail(.lineTooLong(limit: lineLimit), loop) }
                 answered(line, loop)
             }
             if n > 0 {
-                if stdoutBuffer.count > lineLimit { return fail(.lineTooLong(limit: lineLimit), loop) }
+                if stdoutBuffer.pendingCount > lineLimit { return fail(.lineTooLong(limit: lineLimit), loop) }
                 continue
             }
             if n < 0 && (errno == EINTR) { continue }
@@ -39,23 +35,16 @@ extension WorkerProcess {
         }
     }
 
+    /// Reads lines for the log, a bounded amount per loop pass: a worker (or a child of it) writing without pause
+    /// costs the loop one pass of reads at a time, and a line past the budget costs no String.
     func readStderr(_ loop: EventLoop) {
-        while stderrFD >= 0 {
-            var lines: [String] = []
+        for _ in 0..<EventLoop.readsPerPass where stderrFD >= 0 {
             let n = loop.read(stderrFD) { bytes in
-                stderrBuffer.append(contentsOf: bytes)
-                while let newline = stderrBuffer.firstIndex(of: 0x0A) {
-                    lines.append(String(decoding: stderrBuffer[..<newline], as: UTF8.self))
-                    stderrBuffer.removeSubrange(...newline)
-                }
-                if stderrBuffer.count > 4096 {  // a line without end: log it in pieces
-                    lines.append(String(decoding: stderrBuffer, as: UTF8.self))
-                    stderrBuffer.removeAll()
-                }
+                stderrBuffer.append(bytes)
+                stderrBuffer.takeLines(logStderr)
+                if stderrBuffer.pendingCount > 4096 { stderrBuffer.takePending(logStderr) }  // a line without end: in pieces
             }
-            for line in lines where !line.isEmpty { logStderr(line) }
-            if n > 0 { continue }
-            if n < 0 && (errno == EINTR) { continue }
+            if n > 0 || (n < 0 && errno == EINTR) { continue }
             if n < 0 && errno == EAGAIN { return }
             loop.unregister(stderrFD)
             close(stderrFD)
@@ -64,15 +53,16 @@ extension WorkerProcess {
         }
     }
 
-    private func logStderr(_ line: String) {
+    private func logStderr(_ line: ArraySlice<UInt8>) {
+        guard !line.isEmpty else { return }
         guard stderrBudget > 0 else {
             stderrDropped += 1
             return
         }
         stderrBudget -= 1
-        log(false, (request?.logPrefix ?? "[worker \(name), pid \(group.pid)] ") + "\(name): \(EventRunner.clipped(line[...]))")
+        let text = String(decoding: line, as: UTF8.self)
+        log(false, (request?.logPrefix ?? "[worker \(name), pid \(group.pid)] ") + "\(name): \(EventRunner.clipped(text[...]))")
     }
-
     func reportDroppedStderr() {
         guard stderrDropped > 0 else { return }
         log(false, "[worker \(name), pid \(group.pid)] \(name): … \(stderrDropped) more line(s) of stderr not logged")

@@ -61,8 +61,8 @@ final class WorkerProcess: LoopClient {
     private var reaped: (@Sendable () -> Void)?
 
     var request: Request?
-    var stdoutBuffer: [UInt8] = []
-    var stderrBuffer: [UInt8] = []
+    var stdoutBuffer = LineBuffer()
+    var stderrBuffer = LineBuffer()
     var stderrBudget = WorkerProcess.stderrLinesLogged
     var stderrDropped = 0
     private(set) var stopping = false
