@@ -1,5 +1,6 @@
 #include "Engine.hpp"
 
+#include <chrono>
 #include <future>
 
 #include <glog/logging.h>
@@ -8,6 +9,7 @@
 #include <process/id.hpp>
 #include <process/metrics/metrics.hpp>
 
+#include <stout/stringify.hpp>
 #include <stout/synchronized.hpp>
 
 namespace criteo {
@@ -67,6 +69,8 @@ void completePending(void* context, mcm_status status, const char* data, size_t 
   });
 }
 
+// A hook's answer, awaited by the thread that runs the hook. Shared with the callback: the thread may stop
+// waiting (see runAndWait) before the callback comes.
 struct Waiting
 {
   std::promise<std::pair<mcm_status, std::string>> done;
@@ -74,8 +78,13 @@ struct Waiting
 
 void completeWaiting(void* context, mcm_status status, const char* data, size_t length)
 {
-  static_cast<Waiting*>(context)->done.set_value({status, std::string(data, length)});
+  std::unique_ptr<std::shared_ptr<Waiting>> waiting(static_cast<std::shared_ptr<Waiting>*>(context));
+  (*waiting)->done.set_value({status, std::string(data, length)});
 }
+
+// How long past the engine's own answer limit a hook still waits: the engine answers by its limit; this is
+// only for an engine that cannot (e.g. its threads starved), so that no agent or master actor blocks forever.
+const double ANSWER_MARGIN_SECONDS = 5;
 
 std::vector<mcm_fragment> toFragments(const Fragments& fragments)
 {
@@ -243,11 +252,22 @@ process::Future<Option<std::string>> Engine::run(
 Try<Option<std::string>> Engine::runAndWait(
     const std::string& event, const Fragments& fragments)
 {
-  Waiting waiting;
-  std::future<std::pair<mcm_status, std::string>> done = waiting.done.get_future();
+  std::shared_ptr<Waiting> waiting = std::make_shared<Waiting>();
+  std::future<std::pair<mcm_status, std::string>> done = waiting->done.get_future();
   std::vector<mcm_fragment> input = toFragments(fragments);
-  mcm_run_event(module_, event.c_str(), input.data(), input.size(), completeWaiting, &waiting);
-  // Every command has a timeout, so the engine always answers.
+  const double limit = mcm_module_answer_limit(module_, event.c_str()) + ANSWER_MARGIN_SECONDS;
+  const uint64_t token = mcm_run_event(
+      module_, event.c_str(), input.data(), input.size(), completeWaiting,
+      new std::shared_ptr<Waiting>(waiting));
+  // Every command has a timeout, so the engine answers by its limit; should it not, the hook fails rather
+  // than block the agent's (or master's) actor forever.
+  if (done.wait_for(std::chrono::duration<double>(limit)) != std::future_status::ready) {
+    mcm_cancel(module_, token);
+    const std::string message = "[METHOD=" + event + "] the module '" + name_ + "' gave no answer within " +
+      stringify(limit) + "s (the event's timeout, grace_period and a margin); the hook fails";
+    LOG(ERROR) << message;
+    return Error(message);
+  }
   std::pair<mcm_status, std::string> result = done.get();
   switch (result.first) {
     case MCM_STATUS_RESULT: return Option<std::string>(result.second);
