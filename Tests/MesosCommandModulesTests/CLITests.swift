@@ -64,6 +64,16 @@ import Testing
         #expect(!result.stdout.contains("cpus_limit"))
     }
 
+    @Test func validateRefusesTooManyWorkersNamingTheKey() {
+        let script = sandbox.script("usage.sh", "#!/bin/sh\n")
+        let path = manifest([("module_name", "w"), ("isolator_usage_command", script), ("isolator_usage_mode", "worker"),
+                             ("isolator_usage_workers", "1000000000000")])
+        let result = runCLI(["validate", path])
+        #expect(result.status == 1)
+        #expect(result.stdout.contains("error: parameter 'isolator_usage_workers': '1000000000000' is more than 64, the "
+            + "most worker processes a command may have"), "\(result.stdout)")
+    }
+
     @Test func validateReportsDuplicateModuleNames() {
         let path = sandbox.path + "/dup.json"
         sandbox.write(path, """
