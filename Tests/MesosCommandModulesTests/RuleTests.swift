@@ -234,6 +234,37 @@ import Testing
         #expect(try Rule(parsing: "label:team~[=]blue").conditions[0].holds(for: ["=blue"]))
     }
 
+    /// Conditions that hold for `slowValue` and each take tens of milliseconds to decide: `!~` must try the
+    /// whole value, and this pattern makes glibc's matcher carry many states along it.
+    static func slowRule(_ conditions: Int) -> String {
+        Array(repeating: "label:team!~(.*a){30}x", count: conditions).joined(separator: "; ")
+    }
+
+    static let slowValue = "\"" + String(repeating: "a", count: 256 * 1024) + "\""
+
+    /// SPEC §9: a rule is evaluated within the event's timeout — its time counts, and a rule still undecided at
+    /// the deadline fails the event as timed out (answered after one more condition at most), no process started.
+    @Test func aHookRuleIsDecidedWithinTheEventsTimeout() async throws {
+        let script = sandbox.script("labels.sh", "#!/bin/sh\necho run >> \(sandbox.path)/spawns\n")
+        let module = try hook(sandbox, [
+            ("hook_slave_run_task_label_decorator_command", script), ("hook_slave_run_task_label_decorator_when", Self.slowRule(20)),
+            ("hook_slave_run_task_label_decorator_timeout", "0.2"),
+        ])
+        let input = envelope(task: Self.slowValue, executor: nil)
+        let whole = ContinuousClock.now
+        #expect(module.decision(for: .slaveRunTaskLabelDecorator, envelope: input)?.matched == true)
+        let wholeRule = ContinuousClock.now - whole
+        let start = ContinuousClock.now
+        let error = await thrownError { try await module.run(.slaveRunTaskLabelDecorator, envelope: input) } as? EventError
+        let took = ContinuousClock.now - start
+        #expect(error?.message == "Command \"\(script)\" took too long to execute. Timeout: 0.2s (it never started: the "
+            + "event waited all that time for its hook_slave_run_task_label_decorator_when rule to be decided).")
+        #expect(spawns == 0)
+        #expect(module.metrics.snapshot(.slaveRunTaskLabelDecorator).timeouts == 1)
+        // Stopped at the deadline, not after all 20 conditions.
+        #expect(took < wholeRule / 2, "\(took) against \(wholeRule) for the whole rule")
+    }
+
     // MARK: - Isolators
 
     func recording(_ event: Event, output: String = "") -> (String, String) {
@@ -281,6 +312,22 @@ import Testing
         // The skipped cleanup still forgets the container.
         #expect(Sandbox.entries(restarted.stateDirectory).isEmpty)
         #expect(restarted.metrics.snapshot(.usage).skipped == 1 && restarted.metrics.snapshot(.cleanup).skipped == 1)
+    }
+
+    /// At prepare every rule of the container is decided (each event's decision is kept), on prepare's time.
+    @Test func anIsolatorsRulesAreDecidedWithinPreparesTimeout() async throws {
+        let module = try isolator(sandbox, [
+            recording(.prepare), ("isolator_prepare_timeout", "0.1"), recording(.usage),
+            ("isolator_usage_when", Self.slowRule(6)),
+        ])
+        let config = #"{"directory":"/d","task_info":{"name":"web","labels":{"labels":[{"key":"team","value":\#(Self.slowValue)}]}}}"#
+        let error = await thrownError {
+            try await module.prepare(containerID: SampleEnvelopes.containerID, containerConfig: config)
+        } as? EventError
+        #expect(error?.message == "Command \"\(sandbox.path)/isolator_prepare\" took too long to execute. Timeout: 0.1s (it "
+            + "never started: the event waited all that time for the container's when rules to be decided and its state written).")
+        #expect(spawned.isEmpty)
+        #expect(module.skipReason(.usage, containerID: ContainerID(SampleEnvelopes.containerIDValue)) == nil)
     }
 
     @Test func aStateFileWrittenBeforeRulesExistedMeansMatched() async throws {

@@ -135,9 +135,12 @@ public struct RuleDecision: Sendable, Equatable {
 }
 
 extension Rule {
-    /// Tests every condition (all must hold) against `subject`.
-    func evaluate(_ subject: RuleSubject) -> RuleDecision {
+    /// Tests every condition (all must hold) against `subject`. With a `deadline`, one that passes before every
+    /// condition is tested leaves the rule undecided (nil): the event has run out of time (SPEC §9, rules are
+    /// evaluated within the event's timeout), and one condition is the longest it can overrun.
+    func evaluate(_ subject: RuleSubject, until deadline: Deadline? = nil) -> RuleDecision? {
         for condition in conditions {
+            if deadline?.hasPassed == true { return nil }
             guard condition.holds(for: subject.values(condition.property)) else {
                 return RuleDecision(
                     matched: false, reason: "'\(condition)' does not hold (\(subject.found(condition.property)))")
