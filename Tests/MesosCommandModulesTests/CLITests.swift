@@ -59,9 +59,19 @@ import Testing
         let path = manifest([("module_name", "m"), ("isolator_usage_command", script), ("isolator_usage_when", "label:team=ml")])
         let result = runCLI(["run", "isolator_usage", "--manifest", path, "--module", "m"])
         #expect(result.status == 0)
-        #expect(result.stderr.contains("skipped: isolator_usage_when 'label:team=ml' does not hold (the task's or executor's "
-            + "label 'team': 'search'): the agent would not run the command for this container"), "\(result.stderr)")
+        #expect(result.stderr.contains("skipped: isolator_usage_when 'label:team=ml' does not hold (the task's label 'team': "
+            + "'search'; the executor's: absent): the agent would not run the command for this container"), "\(result.stderr)")
         #expect(!result.stdout.contains("cpus_limit"))
+    }
+
+    @Test func validateRefusesTooManyWorkersNamingTheKey() {
+        let script = sandbox.script("usage.sh", "#!/bin/sh\n")
+        let path = manifest([("module_name", "w"), ("isolator_usage_command", script), ("isolator_usage_mode", "worker"),
+                             ("isolator_usage_workers", "1000000000000")])
+        let result = runCLI(["validate", path])
+        #expect(result.status == 1)
+        #expect(result.stdout.contains("error: parameter 'isolator_usage_workers': '1000000000000' is more than 64, the "
+            + "most worker processes a command may have"), "\(result.stdout)")
     }
 
     @Test func validateReportsDuplicateModuleNames() {

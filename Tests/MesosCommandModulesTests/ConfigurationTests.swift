@@ -123,6 +123,22 @@ import Testing
         #expect(Set(found.map(\.key)) == ["max_in_flight", "output_max_bytes", "debug", "isolator_prepare_failure_policy", "state_dir"])
     }
 
+    /// SPEC §7: `<event>_workers` is bounded — a load-time error naming the key, never an allocation failure
+    /// when the first event starts the pool.
+    @Test func workersAreBoundedAtLoadNamingTheKey() throws {
+        let script = sandbox.script("w.sh", "#!/bin/sh\n")
+        func workers(_ count: String) -> [ConfigurationIssue] {
+            issues([("module_name", "m"), ("isolator_usage_command", script), ("isolator_usage_mode", "worker"),
+                    ("isolator_usage_workers", count)])
+        }
+        #expect(workers("1000000000000") == [ConfigurationIssue(
+            key: "isolator_usage_workers", message: "'1000000000000' is more than 64, the most worker processes a command may have")])
+        #expect(workers("65").map(\.description) == [
+            "parameter 'isolator_usage_workers': '65' is more than 64, the most worker processes a command may have"])
+        #expect(workers("64").isEmpty)
+        #expect(workers("99999999999999999999").map(\.message) == ["'99999999999999999999' is not a whole number greater than zero"])
+    }
+
     @Test func everyProblemIsReportedWithTheModule() {
         do throws(ConfigurationError) {
             _ = try parse([("module_name", "edge"), ("bogus", "1"), ("isolator_usage_timeout", "x")])

@@ -29,6 +29,12 @@ import Testing
         ("label:=x", "at character 7: 'label:' needs a label key"),
         ("framework~", "at character 11: 'framework~' needs a pattern"),
         (" ; ", "at character 1: the rule has no condition"),
+        (#"label:team~(se)\1arch"#, #"at character 12: '(se)\1arch' is not a regular expression: back-references (\1) "#
+            + "are refused: matching one can take time polynomial in the length of the value, which a tenant chooses"),
+        (#"label:team~(s)(e)\2arch"#, #"at character 12: '(s)(e)\2arch' is not a regular expression: back-references "#
+            + "(\\2) are refused: matching one can take time polynomial in the length of the value, which a tenant chooses"),
+        ("label:team~a|)", #"at character 12: 'a|)' is not a regular expression: unmatched ) (write \) for the character)"#),
+        ("label:team~a\u{0}b", "at character 12: 'a\u{0}b' is not a regular expression: a pattern cannot hold a NUL character"),
     ])
     func aRuleThatDoesNotParseNamesThePositionOfTheFault(_ text: String, _ expected: String) {
         let error = #expect(throws: RuleSyntaxError.self) { try Rule(parsing: text) }
@@ -52,6 +58,13 @@ import Testing
             (.isolator, "isolator_recover", "role=web", "recover concerns every container at once: a rule cannot apply"),
             (.hook, "hook_slave_resources_decorator", "role=web",
              "this event concerns the agent, not a task or a container: a rule cannot apply"),
+            (.hook, "hook_master_launch_task_label_decorator", #"label:team~(se)\1arch"#,
+             #"'label:team~(se)\1arch' does not parse: at character 12: '(se)\1arch' is not a regular expression: "#
+                + "back-references (\\1) are refused: matching one can take time polynomial in the length of the value, "
+                + "which a tenant chooses"),
+            (.hook, "hook_slave_run_task_label_decorator", "label:team==blue",
+             "'label:team==blue' does not parse: at character 12: '==' is not an operator: did you mean "
+                + "'label:team=blue'? (for a value that starts with '=', write 'label:team~[=]blue')"),
             (.hook, "hook_slave_executor_environment_decorator", "task_name=web",
              "'task_name' cannot be tested for hook_slave_executor_environment_decorator: its input does not hold it "
                 + "(it can test label:<key>, executor_label:<key>, framework_id, role)"),
@@ -121,10 +134,135 @@ import Testing
     @Test func aSkippedDecisionSaysWhichConditionFailedAndWhatWasFound() throws {
         let module = try labelHook("label:tier=frontend; label:team=ml")
         let decision = module.decision(for: .slaveRunTaskLabelDecorator, envelope: SampleEnvelopes.envelope(for: .slaveRunTaskLabelDecorator))
-        #expect(decision == RuleDecision(matched: false, reason: "'label:team=ml' does not hold (the task's or executor's label 'team': 'search')"))
+        #expect(decision == RuleDecision(matched: false, reason: "'label:team=ml' does not hold (the task's label 'team': 'search'; the executor's: absent)"))
         let absent = try labelHook("label:owner=me").decision(
             for: .slaveRunTaskLabelDecorator, envelope: SampleEnvelopes.envelope(for: .slaveRunTaskLabelDecorator))
         #expect(absent?.reason == "'label:owner=me' does not hold (the task's or executor's label 'owner': absent)")
+    }
+
+    /// The sample label decorator's envelope with the task's and the executor's label `team` set to these JSON
+    /// strings (nil: no such label).
+    func envelope(task: String?, executor: String?) -> Envelope {
+        func labels(_ value: String?) -> String {
+            #""labels":{"labels":[\#(value.map { #"{"key":"team","value":\#($0)}"# } ?? "")]}"#
+        }
+        var envelope = SampleEnvelopes.envelope(for: .slaveRunTaskLabelDecorator)
+        envelope.set("task_info", json: #"{"name":"web",\#(labels(task))}"#)
+        envelope.set("executor_info", json: #"{"executor_id":{"value":"e"},\#(labels(executor))}"#)
+        return envelope
+    }
+
+    @Test func aSkippedDecisionNamesWhoseLabelHadWhichValue() throws {
+        let module = try labelHook("label:team=ml")
+        func reason(_ task: String?, _ executor: String?) -> String? {
+            module.decision(for: .slaveRunTaskLabelDecorator, envelope: envelope(task: task, executor: executor))?.reason
+        }
+        #expect(reason(#""search""#, #""search""#)
+            == "'label:team=ml' does not hold (the task's label 'team': 'search'; the executor's: 'search')")
+        #expect(reason(nil, #""ops""#) == "'label:team=ml' does not hold (the task's label 'team': absent; the executor's: 'ops')")
+        #expect(reason(nil, nil) == "'label:team=ml' does not hold (the task's or executor's label 'team': absent)")
+        // A tenant's value is shown escaped and cut: a NUL or a newline does not break the log line.
+        #expect(reason(#""a\u0000b\nc""#, nil)
+            == #"'label:team=ml' does not hold (the task's label 'team': 'a\u0000b\u000ac'; the executor's: absent)"#)
+        #expect(reason("\"\(String(repeating: "x", count: 300))\"", nil) == "'label:team=ml' does not hold (the task's "
+            + "label 'team': '\(String(repeating: "x", count: 200))…' (300 characters); the executor's: absent)")
+    }
+
+    // MARK: - Matching (SPEC §9: whole value, author's groups, NUL, UTF-8, no back-references)
+
+    /// The pattern is anchored as `^(…)$`: whole-value matching, alternation included, and a group an author
+    /// cannot observe (back-references are refused, a `)` must close a `(`).
+    @Test(arguments: [
+        ("a|b", "a", true), ("a|b", "ab", false), ("a|b", "b", true), ("ml", "html", false), ("(s)(e)arch", "search", true),
+        ("x|y(z|w)", "yw", true), ("x|y(z|w)", "xw", false), ("^a$|^b$", "b", true), ("[)(]x", ")x", true),
+        (#"a\)"#, "a)", true), (#"[\1]x"#, "1x", true), (#"[\1]x"#, #"\x"#, true), (#"\\1"#, #"\1"#, true),
+        ("[[:digit:]]+|[]a]", "]", true),
+    ])
+    func aPatternMatchesTheWholeValueOnly(_ pattern: String, _ value: String, _ matches: Bool) throws {
+        let condition = try Rule(parsing: "label:team~" + pattern).conditions[0]
+        #expect(condition.holds(for: [value]) == matches)
+    }
+
+    /// A NUL inside a value is a character like any other (which `.` does not match, as in POSIX): the value is
+    /// never cut at it.
+    @Test(arguments: [
+        ("label:team~search", false), ("label:team=search", false), ("label:team!~search", true),
+        ("label:team~search.*", false), ("label:team~search.-not-really", false), ("label:team~search[^a]-not-really", true),
+    ])
+    func aValueWithANULIsMatchedWholeNeverCutAtTheNUL(_ when: String, _ matches: Bool) throws {
+        let decision = try labelHook(when).decision(
+            for: .slaveRunTaskLabelDecorator, envelope: envelope(task: #""search\u0000-not-really""#, executor: nil))
+        #expect(decision?.matched == matches)
+    }
+
+    /// Values are UTF-8 text: `.` is one character (a code point), and `=` compares bytes.
+    @Test(arguments: [
+        ("label:team~s.arch", "séarch", true), ("label:team~.{6}", "séarch", true), ("label:team~.{7}", "séarch", false),
+        ("label:team~s[é]arch", "séarch", true), ("label:team~s[^a]arch", "séarch", true),
+        ("label:team~[[:alpha:]]+", "séarch", true), ("label:team~s.arch", "se\u{301}arch", false),
+        ("label:team~s..arch", "se\u{301}arch", true), ("label:team~日本.", "日本語", true),
+        ("label:team=séarch", "séarch", true), ("label:team=séarch", "se\u{301}arch", false),
+    ])
+    func aPatternMatchesCharactersNotBytes(_ when: String, _ value: String, _ matches: Bool) throws {
+        let rule = try Rule(parsing: when)
+        let before = uselocale(nil)
+        #expect(rule.conditions[0].holds(for: [value]) == matches)
+        #expect(uselocale(nil) == before, "the thread's locale is restored")
+    }
+
+    /// A second `=` or `~` after an operator is a mistake far more often than a value that starts with it.
+    @Test(arguments: [
+        ("label:team==blue", "at character 12: '==' is not an operator: did you mean 'label:team=blue'? "
+            + "(for a value that starts with '=', write 'label:team~[=]blue')"),
+        ("label:team=~blu.*", "at character 12: '=~' is not an operator: did you mean 'label:team~blu.*'? "
+            + "(for a value that starts with '~', write 'label:team~[~]blu.*')"),
+        ("role~~web", "at character 6: '~~' is not an operator: did you mean 'role~web'? "
+            + "(for a value that starts with '~', write 'role~[~]web')"),
+        ("role~=web", "at character 6: '~=' is not an operator: did you mean 'role~web'? "
+            + "(for a value that starts with '=', write 'role~[=]web')"),
+        ("label:team!==blue", "at character 13: '!==' is not an operator: did you mean 'label:team!=blue'? "
+            + "(for a value that starts with '=', write 'label:team!~[=]blue')"),
+        ("label:team!=~blue", "at character 13: '!=~' is not an operator: did you mean 'label:team!~blue'? "
+            + "(for a value that starts with '~', write 'label:team!~[~]blue')"),
+        ("task_name!~~web", "at character 12: '!~~' is not an operator: did you mean 'task_name!~web'? "
+            + "(for a value that starts with '~', write 'task_name!~[~]web')"),
+        ("nested==true", "at character 8: '==' is not an operator: did you mean 'nested=true'?"),
+    ])
+    func aDoubledOperatorIsAnErrorWithAHint(_ text: String, _ expected: String) throws {
+        let error = #expect(throws: RuleSyntaxError.self) { try Rule(parsing: text) }
+        #expect(error?.description == expected)
+        #expect(try Rule(parsing: "label:team~[=]blue").conditions[0].holds(for: ["=blue"]))
+    }
+
+    /// Conditions that hold for `slowValue` and each take tens of milliseconds to decide: `!~` must try the
+    /// whole value, and this pattern makes glibc's matcher carry many states along it.
+    static func slowRule(_ conditions: Int) -> String {
+        Array(repeating: "label:team!~(.*a){30}x", count: conditions).joined(separator: "; ")
+    }
+
+    static let slowValue = "\"" + String(repeating: "a", count: 256 * 1024) + "\""
+
+    /// SPEC §9: a rule is evaluated within the event's timeout — its time counts, and a rule still undecided at
+    /// the deadline fails the event as timed out (answered after one more condition at most), no process started.
+    @Test func aHookRuleIsDecidedWithinTheEventsTimeout() async throws {
+        let script = sandbox.script("labels.sh", "#!/bin/sh\necho run >> \(sandbox.path)/spawns\n")
+        let module = try hook(sandbox, [
+            ("hook_slave_run_task_label_decorator_command", script), ("hook_slave_run_task_label_decorator_when", Self.slowRule(20)),
+            ("hook_slave_run_task_label_decorator_timeout", "0.2"),
+        ])
+        let input = envelope(task: Self.slowValue, executor: nil)
+        let whole = ContinuousClock.now
+        #expect(module.decision(for: .slaveRunTaskLabelDecorator, envelope: input)?.matched == true)
+        let wholeRule = ContinuousClock.now - whole
+        let start = ContinuousClock.now
+        let error = await thrownError { try await module.run(.slaveRunTaskLabelDecorator, envelope: input) } as? EventError
+        let took = ContinuousClock.now - start
+        #expect(error?.message == "Command \"\(script)\" took too long to execute. Timeout: 0.2s (it never started: the "
+            + "event waited all that time for its hook_slave_run_task_label_decorator_when rule to be decided).")
+        #expect(spawns == 0)
+        #expect(module.metrics.snapshot(.slaveRunTaskLabelDecorator).timeouts == 1)
+        // Stopped at the deadline, not after all 20 conditions.
+        #expect(took < wholeRule / 2, "\(took) against \(wholeRule) for the whole rule")
     }
 
     // MARK: - Isolators
@@ -174,6 +312,22 @@ import Testing
         // The skipped cleanup still forgets the container.
         #expect(Sandbox.entries(restarted.stateDirectory).isEmpty)
         #expect(restarted.metrics.snapshot(.usage).skipped == 1 && restarted.metrics.snapshot(.cleanup).skipped == 1)
+    }
+
+    /// At prepare every rule of the container is decided (each event's decision is kept), on prepare's time.
+    @Test func anIsolatorsRulesAreDecidedWithinPreparesTimeout() async throws {
+        let module = try isolator(sandbox, [
+            recording(.prepare), ("isolator_prepare_timeout", "0.1"), recording(.usage),
+            ("isolator_usage_when", Self.slowRule(6)),
+        ])
+        let config = #"{"directory":"/d","task_info":{"name":"web","labels":{"labels":[{"key":"team","value":\#(Self.slowValue)}]}}}"#
+        let error = await thrownError {
+            try await module.prepare(containerID: SampleEnvelopes.containerID, containerConfig: config)
+        } as? EventError
+        #expect(error?.message == "Command \"\(sandbox.path)/isolator_prepare\" took too long to execute. Timeout: 0.1s (it "
+            + "never started: the event waited all that time for the container's when rules to be decided and its state written).")
+        #expect(spawned.isEmpty)
+        #expect(module.skipReason(.usage, containerID: ContainerID(SampleEnvelopes.containerIDValue)) == nil)
     }
 
     @Test func aStateFileWrittenBeforeRulesExistedMeansMatched() async throws {

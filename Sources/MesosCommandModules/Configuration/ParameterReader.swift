@@ -168,6 +168,21 @@ struct ParameterReader {
         return value
     }
 
+    /// The most worker processes one command may have. Each is a process the agent keeps for as long as the
+    /// module lives, serving one event at a time: 64 serve as many events at once as `max_in_flight`'s default
+    /// lets exec mode run for a whole module; a command that needs more at once is better run in exec mode.
+    static let maxWorkers = 64
+
+    /// `<event>_workers`: a count up to ``maxWorkers``.
+    mutating func workers(_ key: String) -> Int? {
+        guard let value = count(key) else { return nil }
+        guard value <= Self.maxWorkers else {
+            error(key, "'\(values[key] ?? "")' is more than \(Self.maxWorkers), the most worker processes a command may have")
+            return nil
+        }
+        return value
+    }
+
     mutating func directory(_ key: String) -> String? {
         guard let path = values[key] else { return nil }
         guard path.hasPrefix("/") else {
@@ -194,7 +209,7 @@ struct ParameterReader {
                 error(event.key + "_mode", "'\(text)' is not a mode (exec or worker)")
             }
         }
-        let workers = count(event.key + "_workers")
+        let workers = workers(event.key + "_workers")
         if workers != nil && mode != .worker {
             warnings.append(ConfigurationIssue(
                 key: event.key + "_workers", message: "applies to \(event.key)_mode=worker only; ignored in exec mode"))
@@ -251,6 +266,11 @@ struct ParameterReader {
             self.error(key, "'\(property.name)' cannot be tested for \(event.key): its input does not hold it "
                 + "(it can test \(Rule.Property.names(of: available)))")
             return nil
+        }
+        if !CharacterLocale.isAvailable && rule.conditions.contains(where: { $0.pattern != nil }) {
+            warnings.append(ConfigurationIssue(
+                key: key, message: "this host has no C.UTF-8 locale: patterns match bytes, not characters "
+                    + "('.' matches one byte of a UTF-8 character)"))
         }
         return rule
     }

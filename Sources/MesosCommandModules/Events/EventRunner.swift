@@ -73,20 +73,23 @@ struct EventRunner: Sendable {
 
     /// Runs `command` with `envelope`. Throws ``EventError`` when the command fails or its output is not what
     /// the event expects; the failure is logged with the command's console output.
-    func run(_ command: CommandConfiguration, envelope: Envelope, subject: String) async throws(EventError)
-        -> CommandOutput
+    func run(_ command: CommandConfiguration, envelope: Envelope, subject: String, startedAt: EventStart? = nil)
+        async throws(EventError) -> CommandOutput
     {
         let event = command.event
         let log = log(event, subject)
-        // The event's whole life counts against its timeout, waiting for a slot included.
-        let deadline = Deadline(seconds: command.timeout)
+        // The event's whole life counts against its timeout, its rule and waiting for a slot included.
+        let deadline = Deadline(seconds: command.timeout, from: startedAt?.nanoseconds ?? MonotonicClock.now())
         let input = envelope.jsonText
         if configuration.debug {
             log.info("Calling command \"\(command.path)\" (timeout \(CommandError.seconds(command.timeout))) with input \(input)")
         }
         let start = ContinuousClock.now
         let result: Result<Produced, CommandError>
-        if command.mode == .worker, let pool = workers[command.path] {
+        if let startedAt, deadline.hasPassed {
+            result = .failure(CommandError(
+                command: command.path, code: .timedOutWaiting(timeout: command.timeout, waitingFor: startedAt.spentOn)))
+        } else if command.mode == .worker, let pool = workers[command.path] {
             do {
                 result = .success(.answer(try await pool.run(event, envelope: input, deadline: deadline, logPrefix: log.prefix)))
             } catch {

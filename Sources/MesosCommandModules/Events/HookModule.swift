@@ -40,14 +40,25 @@ public final class HookModule: CommandModule {
     /// - Throws: ``EventError`` when the command fails (policy `fail`) or writes what the event cannot take.
     public func run(_ event: Event, envelope: Envelope) async throws(EventError) -> String? {
         precondition(event.kind == .hook, "\(event.key) is not a hook event")
-        let decision = self.decision(for: event, envelope: envelope)
-        if let decision, !decision.matched, !configuration.debug {
-            // Skipped: no process, no log line; only the count.
-            events.metrics.recordSkip(event)
-            return nil
+        var started: EventStart?
+        var skipped: String?
+        if let command = configuration.command(for: event), let rule = command.rule {
+            // The event's timeout counts from here: deciding its rule is part of its time (SPEC §9).
+            let start = EventStart(spentOn: "its \(event.key)_when rule to be decided")
+            started = start
+            let deadline = Deadline(seconds: command.timeout, from: start.nanoseconds)
+            // Undecided (nil) when the deadline passed first: runCommand then fails the event as timed out.
+            if let decision = rule.evaluate(RuleSubject(envelope: envelope), until: deadline), !decision.matched {
+                guard configuration.debug else {
+                    // Skipped: no process, no log line; only the count.
+                    events.metrics.recordSkip(event)
+                    return nil
+                }
+                skipped = decision.reason
+            }
         }
-        let skipped = decision?.matched == false ? decision?.reason : nil
-        guard let value = try await runCommand(event, envelope, subject: envelope.subject, skippedBecause: skipped).value
+        guard let value = try await runCommand(
+            event, envelope, subject: envelope.subject, skippedBecause: skipped, startedAt: started).value
         else {
             return nil
         }
@@ -63,7 +74,7 @@ public final class HookModule: CommandModule {
     /// rule. Decided from the envelope alone, without starting a process.
     public func decision(for event: Event, envelope: Envelope) -> RuleDecision? {
         guard let rule = configuration.command(for: event)?.rule else { return nil }
-        return rule.evaluate(RuleSubject(envelope: envelope))
+        return rule.evaluate(RuleSubject(envelope: envelope))!
     }
 
     /// The fields of TaskStatus a status decorator may change: Mesos applies these two only.

@@ -137,6 +137,10 @@ public final class IsolatorModule: CommandModule {
         guard store.record(id) == nil else {
             throw EventError(.prepare, subject: id.description, refused: Self.alreadyInitialized)
         }
+        // With rules, prepare's timeout counts from here: deciding them is part of its time (SPEC §9). They are
+        // all decided (the decision of every event is kept for the container), however long it takes.
+        let ruled = configuration.commands.values.contains { $0.rule != nil && $0.event.isPerContainer }
+        let started = ruled ? EventStart(spentOn: "the container's when rules to be decided and its state written") : nil
         let record = ContainerStateStore.Record(
             id: id, idJSON: containerID, config: containerConfig,
             skipped: decide(id, idJSON: containerID, config: containerConfig))
@@ -150,7 +154,7 @@ public final class IsolatorModule: CommandModule {
             throw EventError(.prepare, subject: id.description, refused: "Cannot persist the container's state: \(error)")
         }
         return try await runCommand(.prepare, envelope(id, record), subject: id.description,
-                                    skippedBecause: record.skipped[.prepare]).value?.jsonText
+                                    skippedBecause: record.skipped[.prepare], startedAt: started).value?.jsonText
     }
 
     /// The `<event>_when` decisions for a new container, taken once from its config: the events whose rule does
@@ -162,7 +166,7 @@ public final class IsolatorModule: CommandModule {
         let subject = RuleSubject(containerID: idJSON, containerConfig: config, parentConfig: parent)
         var skipped: [Event: String] = [:]
         for command in ruled.sorted(by: { $0.event.key < $1.event.key }) {
-            let decision = command.rule!.evaluate(subject)
+            let decision = command.rule!.evaluate(subject)!
             guard !decision.matched else { continue }
             skipped[command.event] = decision.reason
             events.log(command.event, id.description).info(

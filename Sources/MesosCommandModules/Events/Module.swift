@@ -15,8 +15,11 @@ extension CommandModule {
     /// Runs the event's command if one is configured and not skipped by its `<event>_when` rule. Returns
     /// `.notConfigured` or `.skipped` then, `.empty` for an empty output. A failure whose policy is `ignore` is
     /// logged and returned as `.failedButIgnored`.
-    func runCommand(_ event: Event, _ envelope: Envelope, subject: String, skippedBecause reason: String? = nil)
-        async throws(EventError) -> Outcome
+    ///
+    /// - Parameter startedAt: when the event started, if the module did something for it first (decided its
+    ///   `when` rules): its timeout counts from there.
+    func runCommand(_ event: Event, _ envelope: Envelope, subject: String, skippedBecause reason: String? = nil,
+                    startedAt: EventStart? = nil) async throws(EventError) -> Outcome
     {
         guard let command = configuration.command(for: event) else { return .notConfigured }
         if let reason {
@@ -27,7 +30,7 @@ extension CommandModule {
             return .skipped(reason)
         }
         do {
-            return .output(try await events.run(command, envelope: envelope, subject: subject))
+            return .output(try await events.run(command, envelope: envelope, subject: subject, startedAt: startedAt))
         } catch {
             if error.kind == .command && command.failurePolicy == .ignore {
                 events.log(event, subject).warning("Ignoring the failure (\(event.key)_failure_policy=ignore)")
@@ -47,6 +50,15 @@ extension CommandModule {
             throw ModuleError(description: "module '\(configuration.moduleName)': \(error.reason)")
         }
     }
+}
+
+/// When an event started, taken before the module did something for it ahead of its command (decided its `when`
+/// rules), and what that was: the event's timeout counts that time too, and an event that ran out of time before
+/// its command could start says what it was waiting for.
+struct EventStart: Sendable {
+    var nanoseconds: UInt64 = MonotonicClock.now()
+    /// Completes "the event waited all that time for …".
+    var spentOn: String
 }
 
 enum Outcome {

@@ -7,8 +7,10 @@
 ///
 /// - conditions are separated by `;` (write `\;` for a `;` inside a value; other backslashes are kept);
 /// - a condition is `<property> <operator> <value>`, or `label:<key>` alone ("the label is present");
-/// - operators: `=` equals, `!=` differs, `~` matches, `!~` does not match. A pattern is a POSIX extended
-///   regular expression (as `grep -E` takes) that must match the whole value;
+/// - operators: `=` equals (byte for byte), `!=` differs, `~` matches, `!~` does not match. A pattern is a
+///   POSIX extended regular expression (as `grep -E` takes, without back-references) that must match the whole
+///   value, read as UTF-8 characters (see ``RegularExpression``); a value after an operator cannot start with
+///   `=` or `~` (`label:team==blue` is refused with a hint, not read as the value `=blue`);
 /// - a property with several values (a label on both the task and the executor, the roles of the resources)
 ///   holds for `=`/`~` when any value does, and for `!=`/`!~` when none does.
 public struct Rule: Sendable, CustomStringConvertible {
@@ -128,12 +130,15 @@ public struct Rule: Sendable, CustomStringConvertible {
         func holds(for values: [String]) -> Bool {
             switch op {
             case .present: return !values.isEmpty
-            case .equals: return values.contains(value)
-            case .differs: return !values.contains(value)
+            case .equals: return values.contains { Self.same($0, value) }
+            case .differs: return !values.contains { Self.same($0, value) }
             case .matches: return values.contains { pattern!.matchesWhole($0) }
             case .doesNotMatch: return !values.contains { pattern!.matchesWhole($0) }
             }
         }
+
+        /// Byte for byte, as Mesos compares labels (Swift's `==` would take `é` and `e` + U+0301 for the same).
+        static func same(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
 
         public var description: String { op == .present ? property.name : "\(property.name)\(op.rawValue)\(value)" }
 
@@ -237,6 +242,7 @@ extension Rule {
         let value = opIndex.map { String(chars[($0 + op.rawValue.count)...]).trimmingWhitespace } ?? ""
         let valuePosition = position + (opIndex.map { $0 + op.rawValue.count } ?? chars.count)
         let property = try Self.property(String(name), at: position)
+        try Self.refuseDoubledOperator(name: name, op: op, value: value, of: property, at: valuePosition)
         if opIndex == nil {
             switch property {
             case .label, .taskLabel, .executorLabel: break
@@ -271,6 +277,31 @@ extension Rule {
             }
         }
         return Condition(property: property, op: op, value: String(value), pattern: pattern)
+    }
+
+    /// `label:team==blue` reads as "equals blue" but would mean "equals '=blue'": a value or pattern that starts
+    /// with `=` or `~` is refused, with the rule the author most likely meant (`==` → `=`, `=~`, `~~`, `~=` →
+    /// `~`, and `!==`, `!=~`, `!~~`, `!~=` alike). Such a value is still written as a pattern: `~[=]blue`.
+    private static func refuseDoubledOperator(
+        name: Substring, op: Operator, value: Substring, of property: Property, at position: Int
+    ) throws(RuleSyntaxError) {
+        guard let second = value.first, second == "=" || second == "~" else { return }
+        let written = op.rawValue + String(second)
+        let meant: Operator
+        switch op {
+        case .equals: meant = second == "=" ? .equals : .matches
+        case .differs: meant = second == "=" ? .differs : .doesNotMatch
+        case .matches: meant = .matches
+        case .doesNotMatch: meant = .doesNotMatch
+        case .present: return
+        }
+        let rest = String(value.dropFirst()).trimmingWhitespace
+        // nested and class take fixed words: no value of theirs starts with `=` or `~`.
+        let literal = property == .nested || property == .containerClass ? ""
+            : " (for a value that starts with '\(second)', write '\(name)\(op.negated ? "!~" : "~")[\(second)]\(rest)')"
+        throw RuleSyntaxError(
+            position: position,
+            reason: "'\(written)' is not an operator: did you mean '\(name)\(meant.rawValue)\(rest)'?\(literal)")
     }
 
     private static func property(_ name: String, at position: Int) throws(RuleSyntaxError) -> Property {

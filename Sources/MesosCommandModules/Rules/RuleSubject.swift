@@ -78,6 +78,39 @@ final class RuleSubject {
         }
     }
 
+    /// What the event holds for `property`, in words, for a skipped event's reason: a label of the task or the
+    /// executor (`label:<key>`) says whose it is.
+    func found(_ property: Rule.Property) -> String {
+        guard case .label(let key) = property else {
+            return "\(property.reading): \(Self.list(unique(values(property))))"
+        }
+        let task = unique(labels(key, in: tasks))
+        let executor = unique(labels(key, in: executors))
+        if task.isEmpty && executor.isEmpty { return "\(property.reading): absent" }
+        return "the task's label '\(key)': \(Self.list(task)); the executor's: \(Self.list(executor))"
+    }
+
+    /// Values as a log line shows them: quoted, control characters (a NUL, a newline) escaped as in JSON, each
+    /// cut at `shownLength` characters — a value is the tenant's and may be long.
+    static func list(_ values: [String]) -> String {
+        values.isEmpty ? "absent" : values.map(quoted).joined(separator: ", ")
+    }
+
+    static let shownLength = 200
+
+    static func quoted(_ value: String) -> String {
+        var shown = "'"
+        for scalar in value.prefix(shownLength).unicodeScalars {
+            if scalar.value < 0x20 || scalar.value == 0x7F {
+                let hex = String(scalar.value, radix: 16)
+                shown += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                shown.unicodeScalars.append(scalar)
+            }
+        }
+        return shown + (value.count > shownLength ? "…' (\(value.count) characters)" : "'")
+    }
+
     private func labels(_ key: String, in places: [Place]) -> [String] {
         values(places, ["labels", "labels"]).flatMap { list in
             (list.arrayValue ?? []).compactMap { label in
@@ -102,13 +135,15 @@ public struct RuleDecision: Sendable, Equatable {
 }
 
 extension Rule {
-    /// Tests every condition (all must hold) against `subject`.
-    func evaluate(_ subject: RuleSubject) -> RuleDecision {
+    /// Tests every condition (all must hold) against `subject`. With a `deadline`, one that passes before every
+    /// condition is tested leaves the rule undecided (nil): the event has run out of time (SPEC §9, rules are
+    /// evaluated within the event's timeout), and one condition is the longest it can overrun.
+    func evaluate(_ subject: RuleSubject, until deadline: Deadline? = nil) -> RuleDecision? {
         for condition in conditions {
-            let values = subject.values(condition.property)
-            guard condition.holds(for: values) else {
-                let found = values.isEmpty ? "absent" : values.map { "'\($0)'" }.joined(separator: ", ")
-                return RuleDecision(matched: false, reason: "'\(condition)' does not hold (\(condition.property.reading): \(found))")
+            if deadline?.hasPassed == true { return nil }
+            guard condition.holds(for: subject.values(condition.property)) else {
+                return RuleDecision(
+                    matched: false, reason: "'\(condition)' does not hold (\(subject.found(condition.property)))")
             }
         }
         return .matched
