@@ -217,4 +217,26 @@ import Testing
         #expect(forced.status == 0)
         #expect(Sandbox.entries(state + "/m").isEmpty)
     }
+
+    /// SPEC §3: `validate` reports a state_dir another user owns as the load does; `run` refuses it too.
+    @Test(.enabled(if: geteuid() == 0, "chown needs root"))
+    func validateAndRunRefuseAStateDirOfAnotherUser() {
+        let victim = sandbox.mkdir("victim")
+        sandbox.write(victim + "/precious", "root's")
+        let theirs = sandbox.mkdir("theirs")
+        chown(theirs, 65534, 65534)
+        symlink(victim, theirs + "/m")
+        lchown(theirs + "/m", 65534, 65534)
+        let script = sandbox.script("recover.sh", "#!/bin/sh\n")
+        let path = manifest([("module_name", "m"), ("isolator_recover_command", script), ("state_dir", theirs)])
+        let validate = runCLI(["validate", path])
+        #expect(validate.status == 1)
+        #expect(validate.stdout.contains("error: parameter 'state_dir': '\(theirs)' cannot be trusted: it belongs to uid 65534 "
+            + "(nobody), not to root or the agent's user (uid 0)"), "\(validate.stdout)")
+        let good = manifest([("module_name", "m"), ("isolator_recover_command", script)])
+        let run = runCLI(["run", "isolator_recover", "--manifest", good, "--module", "m", "--state-dir", theirs, "--force"])
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("state_dir '\(theirs)' cannot be trusted"), "\(run.stderr)")
+        #expect(Sandbox.entries(victim) == ["precious"])
+    }
 }
