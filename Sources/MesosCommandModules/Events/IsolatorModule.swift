@@ -205,32 +205,54 @@ public final class IsolatorModule: CommandModule {
         return try await runForRunningContainer(.status, id, idJSON: containerID).value?.jsonText ?? "{}"
     }
 
-    /// `cleanup`: stops the container's watch, runs the cleanup command with the remembered config and forgets
-    /// the container. A container never prepared (or already cleaned up) does not run the command.
+    /// `cleanup`: stops the container's watch, runs the cleanup command with the remembered config, then forgets
+    /// the container and removes its state file. A container never prepared (or already cleaned up) does not
+    /// run the command. A cleanup that fails (policy `fail`) keeps the state, in memory and on disk: Mesos
+    /// retries the cleanup of the container (an orphan at the next agent start), and the retry runs the command
+    /// with the container's config again (SPEC §5).
     public func cleanup(containerID: String) async throws(EventError) {
+        _ = try await cleanup(containerID: containerID, removeStateFile: true)
+    }
+
+    /// `cleanup`, leaving the state file in place when `removeStateFile` is false (the CLI, on a directory an
+    /// operator named).
+    /// - Returns: the path of the state file removed after a successful cleanup — or, without
+    ///   `removeStateFile`, that would have been — if there was one.
+    public func cleanup(containerID: String, removeStateFile: Bool) async throws(EventError) -> String? {
         let id = try parseID(containerID, .cleanup)
         watches.withLock { $0.removeValue(forKey: id)?.cancel() }
         _ = warnedWithoutState.withLock { $0.remove(id) }
-        try await locks.withLock(id) { () async throws(EventError) in try await cleanupLocked(id) }
+        return try await locks.withLock(id) { () async throws(EventError) -> String? in
+            try await cleanupLocked(id, removeStateFile: removeStateFile)
+        }
     }
 
-    private func cleanupLocked(_ id: ContainerID) async throws(EventError) {
-        guard let record = store.take(id) else {
+    private func cleanupLocked(_ id: ContainerID, removeStateFile: Bool) async throws(EventError) -> String? {
+        guard let record = store.record(id) else {
+            // Expected: Mesos cleans up every container with every isolator, prepared by this one or not.
             events.log(.cleanup, id.description).warning(
                 "Missing container info during cleanup of mesos-command-module, won't call command.")
-            return
+            return nil
         }
-        // The file goes only after the command has run: if the agent dies meanwhile, the restarted agent's
-        // cleanup of the orphan still finds the config.
-        defer {
-            do {
-                try store.removeFile(id)
-            } catch {
-                events.log(.cleanup, id.description).error("\(error)")
-            }
+        do {
+            _ = try await runCommand(.cleanup, envelope(id, record), subject: id.description,
+                                     skippedBecause: record.skipped[.cleanup])
+        } catch {
+            // The file stays until a cleanup succeeds: the retry of the orphan needs the container's config.
+            events.log(.cleanup, id.description).warning(
+                "Cleanup failed: the container's state is kept in '\(store.path(id))' so that Mesos' retry (the "
+                    + "container is an orphan at the next agent start) runs \(Event.cleanup.key)_command again")
+            throw error
         }
-        _ = try await runCommand(.cleanup, envelope(id, record), subject: id.description,
-                                 skippedBecause: record.skipped[.cleanup])
+        _ = store.take(id)
+        let file = (try? store.hasFile(id)) == true ? store.path(id) : nil
+        guard removeStateFile else { return file }
+        do {
+            try store.removeFile(id)
+        } catch {
+            events.log(.cleanup, id.description).error("\(error)")
+        }
+        return file
     }
 
     /// Runs the watch command once: the limitation's JSON, or nil for an empty output (the agent would poll
