@@ -291,7 +291,7 @@ final class ContainerStateStore: Sendable {
         return fd
     }
 
-    /// Makes the missing directories above the module's own (0755), as the C++ module did.
+    /// Makes the missing directories above the module's own (0755).
     private func makeParent() throws(StateError) {
         var built = ""
         for component in parent.split(separator: "/") {
