@@ -37,7 +37,7 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Log every input and output, as debug=true does.")
     var verbose = false
 
-    @Flag(help: "With isolator_recover and --state-dir: really remove the state files of containers the input does not list (without it, they are only listed).")
+    @Flag(help: "With --state-dir: really change the state there — isolator_recover removes the files of containers the input does not list, isolator_cleanup the container's file, isolator_prepare replaces it (without --force, nothing there is removed or replaced; what would be is listed).")
     var force = false
 
     func run() async throws {
@@ -86,7 +86,11 @@ struct Run: AsyncParsableCommand {
                 if event == .recover {
                     result = nil
                     try await recover(isolator, envelope)
+                } else if event == .cleanup {
+                    result = nil
+                    try await cleanup(isolator, envelope)
                 } else {
+                    if event == .prepare { try refuseToReplaceState(isolator, envelope) }
                     result = try await isolator.run(event, envelope: envelope)
                 }
                 let id = envelope.value("container_id").flatMap(ContainerID.init)
@@ -123,6 +127,26 @@ struct Run: AsyncParsableCommand {
         guard !unknown.isEmpty, !removing else { return }
         printError("note: without --force, nothing was removed from \(isolator.stateDirectory); recover would remove "
             + "the state of \(unknown.count) container(s) the input does not list: \(unknown.joined(separator: ", "))")
+    }
+
+    /// `cleanup` removes the container's state file once its command succeeded. In a directory the operator
+    /// named, the CLI leaves it without --force: it may be a live container's.
+    func cleanup(_ isolator: IsolatorModule, _ envelope: Envelope) async throws(EventError) {
+        let removing = stateDir == nil || force
+        let file = try await isolator.cleanup(
+            containerID: envelope.json("container_id") ?? "null", removeStateFile: removing)
+        guard let file, !removing else { return }
+        printError("note: without --force, \(file) was left in place; cleanup would remove it")
+    }
+
+    /// `prepare` replaces the container's state file. In a directory the operator named, the CLI does not
+    /// without --force: it may be a live container's.
+    func refuseToReplaceState(_ isolator: IsolatorModule, _ envelope: Envelope) throws {
+        guard stateDir != nil, !force, let id = envelope.json("container_id"),
+              let file = try isolator.stateFile(containerID: id) else { return }
+        printError("error: \(file) exists: prepare would replace that container's state; nothing was run "
+            + "(--force to replace it)")
+        throw ExitCode(1)
     }
 
     func readEnvelope() throws -> Envelope {

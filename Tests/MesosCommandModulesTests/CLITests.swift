@@ -227,4 +227,65 @@ import Testing
         #expect(forced.status == 0)
         #expect(Sandbox.entries(state + "/m").isEmpty)
     }
+
+    /// Issue 14: `run isolator_cleanup` on a state directory an operator named (maybe the agent's own) runs the
+    /// command with the container's state but removes its file only with --force.
+    @Test func runCleanupNeverDeletesAnOperatorsStateWithoutForce() {
+        let script = sandbox.script("cleanup.sh", "#!/bin/sh\ncat \"$1\" >> \(sandbox.path)/seen\n")
+        let path = manifest([("module_name", "m"), ("isolator_cleanup_command", script)])
+        let state = sandbox.mkdir("state")
+        _ = sandbox.mkdir("state/m")
+        sandbox.write(state + "/m/c-live", #"{"directory":"/live"}"#)
+        let arguments = ["run", "isolator_cleanup", "--manifest", path, "--module", "m", "--container-id", "c-live", "--state-dir", state]
+        let dry = runCLI(arguments)
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(Sandbox.entries(state + "/m") == ["c-live"])
+        #expect(dry.stderr.contains("note: without --force, \(state)/m/c-live was left in place; cleanup would remove it"), "\(dry.stderr)")
+        #expect(sandbox.read(sandbox.path + "/seen")?.contains(#""directory":"/live""#) == true)
+        let forced = runCLI(arguments + ["--force"])
+        #expect(forced.status == 0, "\(forced.stderr)")
+        #expect(Sandbox.entries(state + "/m").isEmpty)
+    }
+
+    /// `run isolator_prepare` would replace a container's state file: not in a directory an operator named
+    /// without --force.
+    @Test func runPrepareNeverReplacesAnOperatorsStateWithoutForce() {
+        let script = sandbox.script("prepare.sh", "#!/bin/sh\ntouch \(sandbox.path)/prepared\n")
+        let path = manifest([("module_name", "m"), ("isolator_prepare_command", script)])
+        let state = sandbox.mkdir("state")
+        _ = sandbox.mkdir("state/m")
+        sandbox.write(state + "/m/c-live", #"{"directory":"/live"}"#)
+        let arguments = ["run", "isolator_prepare", "--manifest", path, "--module", "m", "--container-id", "c-live", "--state-dir", state]
+        let dry = runCLI(arguments)
+        #expect(dry.status == 1)
+        #expect(dry.stderr.contains("error: \(state)/m/c-live exists: prepare would replace that container's state; nothing "
+            + "was run (--force to replace it)"), "\(dry.stderr)")
+        #expect(sandbox.read(state + "/m/c-live") == #"{"directory":"/live"}"#)
+        #expect(access(sandbox.path + "/prepared", F_OK) != 0)
+        let forced = runCLI(arguments + ["--force"])
+        #expect(forced.status == 0, "\(forced.stderr)")
+        #expect(sandbox.read(state + "/m/c-live") != #"{"directory":"/live"}"#)
+    }
+
+    /// SPEC §3: `validate` reports a state_dir another user owns as the load does; `run` refuses it too.
+    @Test(.enabled(if: geteuid() == 0, "chown needs root"))
+    func validateAndRunRefuseAStateDirOfAnotherUser() {
+        let victim = sandbox.mkdir("victim")
+        sandbox.write(victim + "/precious", "root's")
+        let theirs = sandbox.mkdir("theirs")
+        chown(theirs, 65534, 65534)
+        symlink(victim, theirs + "/m")
+        lchown(theirs + "/m", 65534, 65534)
+        let script = sandbox.script("recover.sh", "#!/bin/sh\n")
+        let path = manifest([("module_name", "m"), ("isolator_recover_command", script), ("state_dir", theirs)])
+        let validate = runCLI(["validate", path])
+        #expect(validate.status == 1)
+        #expect(validate.stdout.contains("error: parameter 'state_dir': '\(theirs)' cannot be trusted: it belongs to uid 65534 "
+            + "(nobody), not to root or the agent's user (uid 0)"), "\(validate.stdout)")
+        let good = manifest([("module_name", "m"), ("isolator_recover_command", script)])
+        let run = runCLI(["run", "isolator_recover", "--manifest", good, "--module", "m", "--state-dir", theirs, "--force"])
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("state_dir '\(theirs)' cannot be trusted"), "\(run.stderr)")
+        #expect(Sandbox.entries(victim) == ["precious"])
+    }
 }

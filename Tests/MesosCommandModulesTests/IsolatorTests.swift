@@ -127,6 +127,58 @@ import Testing
         try await module.cleanup(containerID: cid("stranger"))
         #expect(calls.isEmpty)
         #expect(log.contains("[TASK=stranger, METHOD=cleanup] Missing container info during cleanup of mesos-command-module, won't call command."))
+        // Expected (Mesos cleans up every container with every isolator): a warning, not an error.
+        #expect(log.contains("warning: [TASK=stranger, METHOD=cleanup] Missing container info"))
+    }
+
+    /// SPEC §5: a cleanup that fails keeps the container's state, so that Mesos' retry — the container is an
+    /// orphan at the next agent start — runs the command again with the container's config.
+    @Test func aFailedCleanupKeepsTheStateAndTheRetryAfterARestartRunsTheCommandWithTheConfig() async throws {
+        let busy = sandbox.path + "/device-busy"
+        sandbox.write(busy, "")
+        let cleanup = sandbox.script("cleanup.sh", """
+            #!/bin/sh
+            { printf 'isolator_cleanup '; cat "$1"; echo; } >> \(sandbox.path)/calls.log
+            if [ -e \(busy) ]; then echo 'device busy' > "$3"; exit 1; fi
+            """)
+        let parameters = [recording(.prepare), ("isolator_cleanup_command", cleanup)]
+        let config = #"{"directory":"/sandbox/c","command_info":{}}"#
+        let before = try isolator(sandbox, parameters)
+        _ = try await before.prepare(containerID: cid("c"), containerConfig: config)
+        let error = await thrownError { try await before.cleanup(containerID: cid("c")) } as? EventError
+        #expect(error?.message == "Command \"\(cleanup)\" exited with return code 1. Cause: device busy")
+        #expect(Sandbox.entries(before.stateDirectory) == ["c"])
+        #expect(sandbox.read(before.stateDirectory + "/c") == config)
+
+        // The agent restarts; the container is an orphan, and Mesos cleans it up again.
+        let log = CapturedLog()
+        let after = try isolator(sandbox, parameters, log: log)
+        try await after.recover(states: "[]", orphans: #"[{"value":"c"}]"#)
+        #expect(await thrownError { try await after.cleanup(containerID: cid("c")) } != nil)
+        #expect(Sandbox.entries(after.stateDirectory) == ["c"], "failed again: still kept")
+        #expect(!log.contains("Missing container info"))
+        #expect(log.contains("Cleanup failed: the container's state is kept in '\(after.stateDirectory)/c'"))
+        unlink(busy)
+        try await after.cleanup(containerID: cid("c"))
+        let cleanups = calls.filter { $0.hasPrefix("isolator_cleanup ") }
+        #expect(cleanups.count == 3)
+        for line in cleanups {
+            let envelope = try JSONValue(parsing: String(line.dropFirst("isolator_cleanup ".count)))
+            #expect(envelope["container_config"] == (try JSONValue(parsing: config)))
+        }
+        #expect(Sandbox.entries(after.stateDirectory).isEmpty, "gone once cleanup succeeded")
+        #expect(after.containers.isEmpty)
+    }
+
+    @Test func underTheIgnorePolicyAFailedCleanupRemovesTheState() async throws {
+        let cleanup = sandbox.script("cleanup.sh", "#!/bin/sh\nexit 1\n")
+        let module = try isolator(sandbox, [
+            recording(.prepare), ("isolator_cleanup_command", cleanup), ("isolator_cleanup_failure_policy", "ignore"),
+        ])
+        _ = try await module.prepare(containerID: cid("c"), containerConfig: "{}")
+        try await module.cleanup(containerID: cid("c"))
+        #expect(Sandbox.entries(module.stateDirectory).isEmpty)
+        #expect(module.containers.isEmpty)
     }
 
     @Test func stateIsPersistedAndRestoredByAFreshInstance() async throws {

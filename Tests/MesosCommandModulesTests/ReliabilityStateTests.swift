@@ -141,4 +141,103 @@ final class SmallFilesystem {
         #expect(Sandbox.entries(isolator.stateDirectory).count == 100)
         await expectNothingLeft(fdsBefore: fds, temporaryDirectory: isolator.temporaryDirectory)
     }
+
+    // MARK: - Trust of the state directory (SPEC §3)
+
+    static let consequence = "another user could make the module write or remove files through a link of theirs, "
+        + "or plant the state its cleanup commands receive"
+
+    /// Issue 14: a state_dir another user made, whose `<module_name>` is a link to root's files, made recover
+    /// remove those files (and let that user plant the configs root's cleanup commands receive).
+    @Test(.enabled(if: geteuid() == 0, "chown needs root"))
+    func aStateDirOfAnotherUserIsRefusedAtLoadAndNothingIsRemovedThroughIt() async throws {
+        let victim = sandbox.mkdir("victim")
+        sandbox.write(victim + "/precious", "root's")
+        let theirs = sandbox.mkdir("theirs")
+        chown(theirs, 65534, 65534)
+        symlink(victim, theirs + "/m")
+        lchown(theirs + "/m", 65534, 65534)
+        let parameters: [(key: String, value: String)] = [("module_name", "m"), ("temp_dir", sandbox.path), ("state_dir", theirs)]
+        let error = #expect(throws: ConfigurationError.self) { try ModuleConfiguration(kind: .isolator, parameters: parameters) }
+        #expect(error?.description == "module 'm': parameter 'state_dir': '\(theirs)' cannot be trusted: it belongs to uid "
+            + "65534 (nobody), not to root or the agent's user (uid 0): \(Self.consequence)")
+        // A state directory given in code (the CLI's --state-dir) is checked when the module starts.
+        var configuration = ModuleConfiguration(kind: .isolator, moduleName: "m")
+        configuration.temporaryDirectory = sandbox.path
+        configuration.stateDirectory = theirs
+        let module = try? IsolatorModule(configuration: configuration, logger: CapturedLog().logger)
+        #expect(module == nil)
+        if let module { try await module.recover(states: "[]", orphans: "[]") }
+        #expect(Sandbox.entries(victim) == ["precious"])
+    }
+
+    /// The module's own directory is opened without following a link, at load and at every use: replaced by a
+    /// link after the module loaded, nothing is read, written or removed through it.
+    @Test func aStateDirectoryReplacedByALinkIsNeverFollowed() async throws {
+        let victim = sandbox.mkdir("victim")
+        sandbox.write(victim + "/precious", "root's")
+        sandbox.write(victim + "/planted", #"{"directory":"/planted"}"#)
+        let log = CapturedLog()
+        let isolator = try module(stateDir: sandbox.path + "/state", log: log)
+        _ = try await isolator.prepare(containerID: cid("c0"), containerConfig: "{}")
+        #expect(shell("rm -rf '\(isolator.stateDirectory)' && ln -s '\(victim)' '\(isolator.stateDirectory)'") == 0)
+
+        try await isolator.recover(states: #"[{"container_id":{"value":"planted"}}]"#, orphans: "[]")
+        #expect(isolator.containerConfig(ContainerID("planted")) == nil)
+        #expect(log.contains("Cannot restore the state of container planted: the state directory '\(isolator.stateDirectory)' "
+            + "cannot be trusted: it is a symbolic link (never followed)"), "\(log.all)")
+        let prepare = await thrownError { try await isolator.prepare(containerID: cid("c1"), containerConfig: "{}") } as? EventError
+        #expect(prepare?.message == "Cannot persist the container's state: the state directory '\(isolator.stateDirectory)' "
+            + "cannot be trusted: it is a symbolic link (never followed)")
+        try await isolator.cleanup(containerID: cid("c0"))
+        #expect(Sandbox.entries(victim) == ["planted", "precious"])
+        // A new module (the agent restarted) refuses to load.
+        let error = #expect(throws: ConfigurationError.self) {
+            try ModuleConfiguration(kind: .isolator, parameters: [("module_name", "m"), ("state_dir", sandbox.path + "/state")])
+        }
+        #expect(error?.description == "module 'm': parameter 'state_dir': '\(sandbox.path)/state' cannot be trusted: "
+            + "'\(isolator.stateDirectory)' is a symbolic link (never followed): \(Self.consequence)")
+    }
+
+    @Test func aStateFileThatIsALinkIsRefusedNeverFollowedNorRemoved() async throws {
+        let victim = sandbox.mkdir("victim")
+        sandbox.write(victim + "/config", #"{"directory":"/planted"}"#)
+        sandbox.write(victim + "/precious", "root's")
+        let log = CapturedLog()
+        let isolator = try module(stateDir: sandbox.path + "/state", log: log)
+        let dir = isolator.stateDirectory
+        #expect(shell("mkdir -m 0700 -p '\(dir)' && ln -s '\(victim)/config' '\(dir)/c1' && ln -s '\(victim)/precious' '\(dir)/gone'") == 0)
+        try await isolator.recover(states: #"[{"container_id":{"value":"c1"}}]"#, orphans: "[]")
+        #expect(isolator.containers.isEmpty)
+        #expect(log.contains("Cannot restore the state of container c1: '\(dir)/c1' is a symbolic link, not a state file: "
+            + "refused (never followed)"), "\(log.all)")
+        #expect(log.contains("'\(dir)/gone' is not a regular file, so not a state file: left in place"), "\(log.all)")
+        #expect(Sandbox.entries(dir) == ["c1", "gone"])
+        #expect(Sandbox.entries(victim) == ["config", "precious"])
+    }
+
+    /// The rename that makes a state file visible is durable: the directory is fsynced after it (else a power
+    /// loss can keep the fsynced dot-file and lose the rename, and recover then removes the dot-file).
+    @Test(.enabled(if: access("/usr/bin/strace", X_OK) == 0, "needs strace"))
+    func theRenameOfAStateFileIsFollowedByAnFsyncOfTheDirectory() throws {
+        let script = sandbox.script("prepare.sh", "#!/bin/sh\n")
+        let manifest = sandbox.path + "/modules.json"
+        sandbox.write(manifest, #"{"libraries":[{"file":"/x.so","modules":[{"name":"com_criteo_mesos_CommandIsolator","#
+            + #""parameters":[{"key":"module_name","value":"m"},{"key":"isolator_prepare_command","value":"\#(script)"}]}]}]}"#)
+        let trace = sandbox.path + "/trace"
+        let status = shell("strace -f -qq -e trace=open,openat,rename,renameat,renameat2,fsync -o '\(trace)' '\(cliPath)' run "
+            + "isolator_prepare --manifest '\(manifest)' --module m --container-id k --state-dir '\(sandbox.path)/state' >/dev/null 2>&1")
+        #expect(status == 0)
+        #expect(Sandbox.entries(sandbox.path + "/state/m") == ["k"])
+        let lines = (sandbox.read(trace) ?? "").split(separator: "\n").map(String.init)
+        // The fds opened on the state directory, and where the state file was renamed into place.
+        let directoryFDs = Set(lines.compactMap { line -> String? in
+            guard line.contains("O_DIRECTORY"), line.contains(#""m""#) || line.contains(#"/m""#),
+                  let equals = Substring(line).range(of: "= ") else { return nil }
+            return String(line[equals.upperBound...].prefix { $0.isNumber })
+        })
+        let rename = try #require(lines.firstIndex { $0.contains("rename") && $0.contains(#"k")"#) }, "\(lines)")
+        let fsyncs = lines[rename...].filter { line in directoryFDs.contains { line.contains("fsync(\($0))") } }
+        #expect(!fsyncs.isEmpty, "no fsync of the state directory after \(lines[rename]); opened: \(directoryFDs)")
+    }
 }

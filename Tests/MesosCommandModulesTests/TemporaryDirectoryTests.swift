@@ -120,14 +120,27 @@ import Testing
         }
     }
 
+    static let consequence = "another user could replace the module's private directory and the files commands read and write"
+
     @Test func aParentWritableByOthersWithoutTheStickyBitIsRefusedAtLoad() throws {
         let open = sandbox.mkdir("open")
         chmod(open, 0o777)
-        let configuration = try ModuleConfiguration(
-            kind: .hook, parameters: [("module_name", "m"), ("temp_dir", open)])
-        let error = #expect(throws: ModuleError.self) { try HookModule(configuration: configuration, logger: CapturedLog().logger) }
-        #expect(error?.description == "module 'm': '\(open)' (temp_dir) is writable by other users without the sticky bit: "
-            + "another user could replace the module's private directory; use a directory only root can write, or one like /tmp")
+        let error = #expect(throws: ConfigurationError.self) {
+            try ModuleConfiguration(kind: .hook, parameters: [("module_name", "m"), ("temp_dir", open)])
+        }
+        #expect(error?.description == "module 'm': parameter 'temp_dir': '\(open)' cannot be trusted: it is writable by "
+            + "other users without the sticky bit (mode 777): \(Self.consequence)")
+        // A configuration made in code (the CLI's) is checked when the module starts.
+        var configuration = ModuleConfiguration(kind: .hook, moduleName: "m")
+        configuration.temporaryDirectory = open
+        let moduleError = #expect(throws: ModuleError.self) { try HookModule(configuration: configuration, logger: CapturedLog().logger) }
+        #expect(moduleError?.description == "module 'm': temp_dir '\(open)' cannot be trusted: it is writable by other "
+            + "users without the sticky bit (mode 777): \(Self.consequence)")
+        // Sticky, as /tmp: nobody can rename or remove what is not theirs.
+        chmod(open, 0o1777)
+        _ = try HookModule(
+            configuration: try ModuleConfiguration(kind: .hook, parameters: [("module_name", "m"), ("temp_dir", open)]),
+            logger: CapturedLog().logger)
         // A missing temp_dir is made, private.
         let missing = sandbox.path + "/made/here"
         _ = try HookModule(
@@ -135,6 +148,34 @@ import Testing
             logger: CapturedLog().logger)
         var info = stat()
         #expect(stat(missing, &info) == 0 && info.st_mode & 0o777 == 0o700)
+    }
+
+    /// SPEC §3: a temp_dir another user owns — even mode 0755 — or one under a directory of theirs, or reached
+    /// through a link of theirs: its owner could swap the module's private directory and have root write a
+    /// command's output through a link.
+    @Test(.enabled(if: geteuid() == 0, "chown needs root"))
+    func aTempDirThatAnotherUserOwnsOrIsAboveIsRefusedAtLoad() throws {
+        let theirs = sandbox.mkdir("theirs")
+        chown(theirs, 65534, 65534)
+        let below = sandbox.mkdir("theirs/below")
+        let link = sandbox.path + "/link"
+        symlink(sandbox.mkdir("ours"), link)
+        lchown(link, 65534, 65534)
+        let cases = [
+            (theirs, "it belongs to uid 65534 (nobody)"), (below, "'\(theirs)' belongs to uid 65534 (nobody)"),
+            (link + "/tmp", "'\(link)' is a symbolic link that belongs to uid 65534 (nobody)"),
+        ]
+        for (dir, fault) in cases {
+            let error = #expect(throws: ConfigurationError.self) {
+                try ModuleConfiguration(kind: .hook, parameters: [("module_name", "m"), ("temp_dir", dir)])
+            }
+            #expect(error?.description == "module 'm': parameter 'temp_dir': '\(dir)' cannot be trusted: \(fault), "
+                + "not to root or the agent's user (uid 0): \(Self.consequence)")
+            var configuration = ModuleConfiguration(kind: .hook, moduleName: "m")
+            configuration.temporaryDirectory = dir
+            #expect(throws: ModuleError.self) { try HookModule(configuration: configuration, logger: CapturedLog().logger) }
+        }
+        #expect(Sandbox.entries(theirs) == ["below"], "nothing was made in it")
     }
 
     @Test(.enabled(if: geteuid() == 0, "as root only"))

@@ -58,6 +58,7 @@ struct ParameterReader {
         configuration.gracePeriod = seconds("grace_period", allowZero: true) ?? ModuleConfiguration.defaultGracePeriod
         configuration.stateDirectory = directory("state_dir") ?? ModuleConfiguration.defaultStateDirectory
         configuration.temporaryDirectory = directory("temp_dir") ?? ModuleConfiguration.defaultTemporaryDirectory
+        checkTrust(configuration)
         configuration.outputMaxBytes = count("output_max_bytes") ?? ModuleConfiguration.defaultOutputMaxBytes
         configuration.maxInFlight = count("max_in_flight") ?? ModuleConfiguration.defaultMaxInFlight
         for event in Event.allCases where event.kind == kind {
@@ -190,6 +191,21 @@ struct ParameterReader {
             return nil
         }
         return path
+    }
+
+    /// SPEC §3: the directories the module will use — `temp_dir`, and an isolator's `<state_dir>/<module_name>`,
+    /// defaults included — and every directory above them must be root's or the agent's user's and not writable
+    /// by others unless sticky. Nothing is created: a missing directory's deepest existing ancestor is checked.
+    mutating func checkTrust(_ configuration: ModuleConfiguration) {
+        if values["temp_dir"]?.hasPrefix("/") ?? true,
+           let distrust = TemporaryArea.distrust(ofParent: configuration.temporaryDirectory)
+        {
+            error("temp_dir", "\(distrust.message(about: configuration.temporaryDirectory)): \(TemporaryArea.distrustConsequence)")
+        }
+        guard kind == .isolator, let moduleName, values["state_dir"]?.hasPrefix("/") ?? true else { return }
+        if let distrust = ContainerStateStore.distrust(stateDirectory: configuration.stateDirectory, moduleName: moduleName) {
+            error("state_dir", "\(distrust.message(about: configuration.stateDirectory)): \(ContainerStateStore.distrustConsequence)")
+        }
     }
 
     mutating func command(_ event: Event) -> CommandConfiguration? {

@@ -41,8 +41,13 @@ public final class IsolatorModule: CommandModule {
         throws(ModuleError)
     {
         precondition(configuration.kind == .isolator, "an isolator module needs an isolator configuration")
+        do {
+            store = try ContainerStateStore(
+                stateDirectory: configuration.stateDirectory, moduleName: configuration.moduleName)
+        } catch {
+            throw ModuleError(description: "module '\(configuration.moduleName)': \(error)")
+        }
         events = try Self.makeRunner(configuration, logger, latencyObserver)
-        store = ContainerStateStore(stateDirectory: configuration.stateDirectory, moduleName: configuration.moduleName)
     }
 
     /// `<state_dir>/<module_name>`.
@@ -55,71 +60,6 @@ public final class IsolatorModule: CommandModule {
     public func containerConfig(_ id: ContainerID) -> String? { store.record(id)?.config }
 
     // MARK: - Events
-
-    /// `recover`: restores the state of every container Mesos still knows (`states`) and of the `orphans` it
-    /// will clean up; a missing or corrupt file is logged and skipped, never fatal. Files of containers Mesos
-    /// no longer knows, and temporary files of an interrupted write, are removed. Then runs the recover
-    /// command, whose failure is only logged by default.
-    ///
-    /// - Parameter removeUnknownStateFiles: false leaves the files of containers Mesos no longer knows in place
-    ///   and only reports them (the CLI, on a directory an operator named).
-    /// - Returns: the state files of containers Mesos no longer knows (removed, unless asked not to).
-    @discardableResult
-    public func recover(states: String, orphans: String, removeUnknownStateFiles: Bool = true) async throws(EventError)
-        -> [String]
-    {
-        let log = events.log(.recover, "-")
-        var known: [String: ContainerID] = [:]
-        // A list that cannot be read says nothing about which containers Mesos knows: then no file is removed,
-        // or one bad byte would cost every running container its state (and its cleanup command).
-        var listsRead = true
-        for (name, list) in [("states", states), ("orphans", orphans)] {
-            let elements: [JSONValue]
-            switch Result(catching: { () throws(JSONParseError) in try JSONValue(parsing: list) }) {
-            case .success(.array(let array)):
-                elements = array
-            case .success:
-                log.error("The \(name) Mesos recovers are not a JSON array: no state file is removed")
-                listsRead = false
-                continue
-            case .failure(let error):
-                log.error("Cannot read the \(name) Mesos recovers (\(error)): no state file is removed")
-                listsRead = false
-                continue
-            }
-            for element in elements {
-                // A ContainerState holds its id under container_id; an orphan is the ContainerID itself.
-                if let id = ContainerID(element["container_id"] ?? element) { known[ContainerStateStore.fileName(id)] = id }
-            }
-        }
-        for (_, id) in known.sorted(by: { $0.key < $1.key }) where store.record(id) == nil {
-            do {
-                let (config, skipped) = try store.load(id)
-                store.put(.init(id: id, idJSON: id.json.jsonText, config: config, skipped: skipped))
-                log.info("Restored the state of container \(id)")
-            } catch {
-                log.error("Cannot restore the state of container \(id): \(error)")
-            }
-        }
-        var unknown: [String] = []
-        for name in store.fileNames().sorted() where listsRead && known[name] == nil {
-            unknown.append(name)
-            let what = name.hasPrefix(".")
-                ? "'\(store.directory)/\(name)', left by an interrupted write"
-                : "the state of container '\(name)', which Mesos no longer knows"
-            if removeUnknownStateFiles {
-                store.removeFile(named: name)
-                log.warning("Removed \(what)")
-            } else {
-                log.warning("Would remove \(what) (left in place)")
-            }
-        }
-        var envelope = Envelope()
-        envelope.set("states", json: states)
-        envelope.set("orphans", json: orphans)
-        _ = try await runCommand(.recover, envelope, subject: "-")
-        return unknown
-    }
 
     /// `prepare`: remembers and persists the container's config, then runs the prepare command.
     /// - Returns: the ContainerLaunchInfo JSON, or nil for none.
@@ -269,32 +209,54 @@ public final class IsolatorModule: CommandModule {
         return try await runForRunningContainer(.status, id, idJSON: containerID).value?.jsonText ?? "{}"
     }
 
-    /// `cleanup`: stops the container's watch, runs the cleanup command with the remembered config and forgets
-    /// the container. A container never prepared (or already cleaned up) does not run the command.
+    /// `cleanup`: stops the container's watch, runs the cleanup command with the remembered config, then forgets
+    /// the container and removes its state file. A container never prepared (or already cleaned up) does not
+    /// run the command. A cleanup that fails (policy `fail`) keeps the state, in memory and on disk: Mesos
+    /// retries the cleanup of the container (an orphan at the next agent start), and the retry runs the command
+    /// with the container's config again (SPEC §5).
     public func cleanup(containerID: String) async throws(EventError) {
+        _ = try await cleanup(containerID: containerID, removeStateFile: true)
+    }
+
+    /// `cleanup`, leaving the state file in place when `removeStateFile` is false (the CLI, on a directory an
+    /// operator named).
+    /// - Returns: the path of the state file removed after a successful cleanup — or, without
+    ///   `removeStateFile`, that would have been — if there was one.
+    public func cleanup(containerID: String, removeStateFile: Bool) async throws(EventError) -> String? {
         let id = try parseID(containerID, .cleanup)
         watches.withLock { $0.removeValue(forKey: id)?.cancel() }
         _ = warnedWithoutState.withLock { $0.remove(id) }
-        try await locks.withLock(id) { () async throws(EventError) in try await cleanupLocked(id) }
+        return try await locks.withLock(id) { () async throws(EventError) -> String? in
+            try await cleanupLocked(id, removeStateFile: removeStateFile)
+        }
     }
 
-    private func cleanupLocked(_ id: ContainerID) async throws(EventError) {
-        guard let record = store.take(id) else {
+    private func cleanupLocked(_ id: ContainerID, removeStateFile: Bool) async throws(EventError) -> String? {
+        guard let record = store.record(id) else {
+            // Expected: Mesos cleans up every container with every isolator, prepared by this one or not.
             events.log(.cleanup, id.description).warning(
                 "Missing container info during cleanup of mesos-command-module, won't call command.")
-            return
+            return nil
         }
-        // The file goes only after the command has run: if the agent dies meanwhile, the restarted agent's
-        // cleanup of the orphan still finds the config.
-        defer {
-            do {
-                try store.removeFile(id)
-            } catch {
-                events.log(.cleanup, id.description).error("\(error)")
-            }
+        do {
+            _ = try await runCommand(.cleanup, envelope(id, record), subject: id.description,
+                                     skippedBecause: record.skipped[.cleanup])
+        } catch {
+            // The file stays until a cleanup succeeds: the retry of the orphan needs the container's config.
+            events.log(.cleanup, id.description).warning(
+                "Cleanup failed: the container's state is kept in '\(store.path(id))' so that Mesos' retry (the "
+                    + "container is an orphan at the next agent start) runs \(Event.cleanup.key)_command again")
+            throw error
         }
-        _ = try await runCommand(.cleanup, envelope(id, record), subject: id.description,
-                                 skippedBecause: record.skipped[.cleanup])
+        _ = store.take(id)
+        let file = (try? store.hasFile(id)) == true ? store.path(id) : nil
+        guard removeStateFile else { return file }
+        do {
+            try store.removeFile(id)
+        } catch {
+            events.log(.cleanup, id.description).error("\(error)")
+        }
+        return file
     }
 
     /// Runs the watch command once: the limitation's JSON, or nil for an empty output (the agent would poll
@@ -303,20 +265,6 @@ public final class IsolatorModule: CommandModule {
         let id = try parseID(containerID, .watch)
         guard configuration.command(for: .watch) != nil else { return nil }
         return try await runForRunningContainer(.watch, id, idJSON: containerID).value?.jsonText
-    }
-
-    /// Loads one container's state from its file, as `recover` would. Returns false when there is no file.
-    public func restoreFromStateFile(containerID: String) throws(EventError) -> Bool {
-        let id = try parseID(containerID, .recover)
-        if store.record(id) != nil { return true }
-        guard access(store.path(id), F_OK) == 0 else { return false }
-        do {
-            let (config, skipped) = try store.load(id)
-            store.put(.init(id: id, idJSON: containerID, config: config, skipped: skipped))
-            return true
-        } catch {
-            throw EventError(.recover, subject: id.description, refused: error.description)
-        }
     }
 
     /// Makes the isolator know a container without running prepare — for tools that run one later event on its
@@ -362,7 +310,7 @@ public final class IsolatorModule: CommandModule {
     /// The seed's refusal of a second prepare of one container.
     static let alreadyInitialized = "mesos-command-module already initialized for container"
 
-    private func parseID(_ json: String, _ event: Event) throws(EventError) -> ContainerID {
+    func parseID(_ json: String, _ event: Event) throws(EventError) -> ContainerID {
         guard let value = try? JSONValue(parsing: json), let id = ContainerID(value) else {
             throw EventError(event, subject: "-", refused: "container_id is not a ContainerID: \(json.prefix(200))")
         }

@@ -209,9 +209,21 @@ final class TemporaryArea: Sendable {
         return Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
     }
 
-    /// Makes `temp_dir` if it does not exist (0700 for the last component) and refuses one where another user
-    /// could rename or replace the module's directory: writable by others without the sticky bit (as /tmp has).
+    /// What another user could do with a `temp_dir` they can change (SPEC §3).
+    static let distrustConsequence =
+        "another user could replace the module's private directory and the files commands read and write"
+
+    /// Why `temp_dir` cannot be trusted (SPEC §3), or nil: it, or a directory above it, belongs to another user
+    /// or is writable by others without the sticky bit (as /tmp has). Nothing is created.
+    static func distrust(ofParent parent: String) -> DirectoryTrust.Distrust? { DirectoryTrust.distrust(ofPath: parent) }
+
+    /// Makes `temp_dir` if it does not exist (0700 for the last component), once it and every directory above
+    /// it are trusted: none that another user could rename or replace.
     static func prepareParent(_ parent: String) throws(CommandError.Setup) {
+        func refuse(_ distrust: DirectoryTrust.Distrust) -> CommandError.Setup {
+            CommandError.Setup("temp_dir \(distrust.message(about: parent)): \(distrustConsequence)")
+        }
+        if let distrust = distrust(ofParent: parent) { throw refuse(distrust) }
         var info = stat()
         if stat(parent, &info) != 0 {
             var built = ""
@@ -223,17 +235,14 @@ final class TemporaryArea: Sendable {
                         "cannot create the temporary directory '\(built)' (temp_dir): \(SystemError.describe(errno))")
                 }
             }
+            // What was made is ours; what another process may have made meanwhile is checked again.
+            if let distrust = distrust(ofParent: parent) { throw refuse(distrust) }
             guard stat(parent, &info) == 0 else {
                 throw CommandError.Setup("cannot use '\(parent)' (temp_dir): \(SystemError.describe(errno))")
             }
         }
         guard info.st_mode & S_IFMT == S_IFDIR else {
             throw CommandError.Setup("'\(parent)' (temp_dir) is not a directory")
-        }
-        if info.st_mode & 0o022 != 0 && info.st_mode & S_ISVTX == 0 {
-            throw CommandError.Setup(
-                "'\(parent)' (temp_dir) is writable by other users without the sticky bit: another user could "
-                    + "replace the module's private directory; use a directory only root can write, or one like /tmp")
         }
     }
 

@@ -1,3 +1,4 @@
+import CMesosCommandSpawn
 import Glibc
 import Synchronization
 
@@ -6,8 +7,14 @@ import Synchronization
 /// like Mesos writes the container id and holds the ContainerConfig JSON), so state written by the C++ module
 /// is recovered after the `.so` is swapped — and restored by `recover`.
 ///
-/// Writes are atomic: a dot-file beside the target, fsync, rename. A reader never sees half a file; a crash
-/// leaves at worst a dot-file, which `recover` removes.
+/// Writes are atomic and durable: a dot-file beside the target, fsync, rename, fsync of the directory. A reader
+/// never sees half a file; a crash leaves at worst a dot-file, which `recover` removes; once `persist` returned,
+/// a power loss cannot undo the rename.
+///
+/// The directory is trusted (SPEC §3): it and every directory above it were checked when the module loaded, and
+/// every file is made, read and removed through an fd on `<module_name>/` opened without following a link (and
+/// checked again: ours, not writable by others) — never through a path another user could redirect. A state
+/// file that is a symbolic link is refused, never followed nor removed through.
 ///
 /// The `<event>_when` decisions taken at `prepare` live in the same file, so that they survive a restart: the
 /// events whose rule did not match are listed under one extra member, `"mesos_command_modules":
@@ -27,11 +34,45 @@ final class ContainerStateStore: Sendable {
     /// The member of a state file that holds the module's own decisions.
     static let decisionsKey = "mesos_command_modules"
 
+    /// `<state_dir>/<module_name>`.
     let directory: String
+    /// The directory above it, and its name there.
+    private let parent: String
+    private let leaf: String
     private let records = Mutex<[String: Record]>([:])
 
-    init(stateDirectory: String, moduleName: String) {
-        directory = stateDirectory.hasSuffix("/") ? stateDirectory + moduleName : stateDirectory + "/" + moduleName
+    /// Checks that the directory can be trusted (SPEC §3); creates nothing.
+    init(stateDirectory: String, moduleName: String) throws(StateError) {
+        directory = Self.directory(stateDirectory: stateDirectory, moduleName: moduleName)
+        (parent, leaf) = Self.split(directory)
+        if let distrust = Self.distrust(stateDirectory: stateDirectory, moduleName: moduleName) {
+            throw StateError("state_dir \(distrust.message(about: stateDirectory)): \(Self.distrustConsequence)")
+        }
+    }
+
+    static func directory(stateDirectory: String, moduleName: String) -> String {
+        stateDirectory.hasSuffix("/") ? stateDirectory + moduleName : stateDirectory + "/" + moduleName
+    }
+
+    /// What another user could do with a `state_dir` they can change (SPEC §3).
+    static let distrustConsequence = "another user could make the module write or remove files through a link "
+        + "of theirs, or plant the state its cleanup commands receive"
+
+    /// Why `<state_dir>/<module_name>` cannot be trusted, or nil: a directory above it belongs to another user
+    /// or is writable by others without the sticky bit, or it exists and is a link, another user's, or
+    /// writable by others. Nothing is created.
+    static func distrust(stateDirectory: String, moduleName: String) -> DirectoryTrust.Distrust? {
+        let directory = directory(stateDirectory: stateDirectory, moduleName: moduleName)
+        return DirectoryTrust.distrust(ofPath: split(directory).parent)
+            ?? DirectoryTrust.distrust(ofOwnDirectory: directory)
+    }
+
+    private static func split(_ path: String) -> (parent: String, leaf: String) {
+        var trimmed = Substring(path)
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        guard let slash = trimmed.lastIndex(of: "/") else { return (".", String(trimmed)) }
+        let parent = trimmed[..<slash]
+        return (parent.isEmpty ? "/" : String(parent), String(trimmed[trimmed.index(after: slash)...]))
     }
 
     /// The record of a container, if known.
@@ -75,28 +116,53 @@ final class ContainerStateStore: Sendable {
 
     func path(_ id: ContainerID) -> String { directory + "/" + Self.fileName(id) }
 
-    /// Writes a container's config atomically. Throws a message naming the path and the cause.
+    /// Writes a container's config atomically and durably. Throws a message naming the path and the cause.
     func persist(_ record: Record) throws(StateError) {
-        try makeDirectory()
-        let target = path(record.id)
-        let temporary = directory + "/." + Self.fileName(record.id) + ".tmp." + String(getpid())
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw StateError("cannot create '\(temporary)': \(SystemError.describe(errno))") }
+        let directoryFD = try openDirectory(create: true)!
+        defer { close(directoryFD) }
+        let name = Self.fileName(record.id)
+        let target = directory + "/" + name
+        let temporary = "." + name + ".tmp." + String(getpid())
+        var fd = mcm_create_file_at(directoryFD, temporary)
+        if fd < 0 && errno == EEXIST {
+            // Left by a crashed agent whose pid this one reuses.
+            unlinkat(directoryFD, temporary, 0)
+            fd = mcm_create_file_at(directoryFD, temporary)
+        }
+        guard fd >= 0 else {
+            throw StateError("cannot create '\(directory)/\(temporary)': \(SystemError.describe(errno))")
+        }
         var code = FileIO.writeAll(fd, Array(Self.fileContent(record).utf8))
         if code == 0 && fsync(fd) != 0 { code = errno }
         if close(fd) != 0 && code == 0 { code = errno }
-        if code == 0 && rename(temporary, target) != 0 { code = errno }
+        if code == 0 && renameat(directoryFD, temporary, directoryFD, name) != 0 { code = errno }
         if code != 0 {
-            unlink(temporary)
+            unlinkat(directoryFD, temporary, 0)
             throw StateError("cannot write '\(target)': \(SystemError.describe(code))")
+        }
+        // Without it a power loss can keep the fsynced dot-file and lose the rename; recover would then remove it.
+        if fsync(directoryFD) != 0 {
+            let code = errno
+            unlinkat(directoryFD, name, 0)
+            throw StateError("cannot make '\(target)' durable (fsync of '\(directory)'): \(SystemError.describe(code))")
         }
     }
 
-    /// Removes a container's file; a missing file is fine.
+    /// Removes a container's file (a link is removed, never followed); a missing file is fine.
     func removeFile(_ id: ContainerID) throws(StateError) {
-        if unlink(path(id)) != 0 && errno != ENOENT {
+        guard let directoryFD = try openDirectory(create: false) else { return }
+        defer { close(directoryFD) }
+        if unlinkat(directoryFD, Self.fileName(id), 0) != 0 && errno != ENOENT {
             throw StateError("cannot remove '\(path(id))': \(SystemError.describe(errno))")
         }
+    }
+
+    /// Whether the container has a state file (of any kind: a link is there too, and refused by ``load(_:)``).
+    func hasFile(_ id: ContainerID) throws(StateError) -> Bool {
+        guard let directoryFD = try openDirectory(create: false) else { return false }
+        defer { close(directoryFD) }
+        var info = stat()
+        return fstatat(directoryFD, Self.fileName(id), &info, AT_SYMLINK_NOFOLLOW) == 0
     }
 
     /// The state file's text: the ContainerConfig, and the skipped events if any.
@@ -108,7 +174,23 @@ final class ContainerStateStore: Sendable {
 
     /// Reads a container's persisted config and the events skipped for it, checking that it is a JSON object.
     func load(_ id: ContainerID) throws(StateError) -> (config: String, skipped: [Event: String]) {
-        switch FileIO.read(path: path(id), limit: 64 << 20) {
+        guard let directoryFD = try openDirectory(create: false) else {
+            throw StateError("cannot read '\(path(id))': \(SystemError.describe(ENOENT))")
+        }
+        defer { close(directoryFD) }
+        let fd = mcm_open_read_at(directoryFD, Self.fileName(id))
+        guard fd >= 0 else {
+            let code = errno
+            var info = stat()
+            if code == ELOOP, fstatat(directoryFD, Self.fileName(id), &info, AT_SYMLINK_NOFOLLOW) == 0,
+               info.st_mode & S_IFMT == S_IFLNK
+            {
+                throw StateError("'\(path(id))' is a symbolic link, not a state file: refused (never followed)")
+            }
+            throw StateError("cannot read '\(path(id))': \(SystemError.describe(code))")
+        }
+        defer { close(fd) }
+        switch FileIO.read(fd: fd, limit: 64 << 20) {
         case .failed(let code):
             throw StateError("cannot read '\(path(id))': \(SystemError.describe(code))")
         case .tooLarge(let size):
@@ -134,14 +216,85 @@ final class ContainerStateStore: Sendable {
         }
     }
 
-    /// The names of the files in the state directory.
-    func fileNames() -> [String] { FileIO.entries(directory) }
+    /// An entry of the state directory: a state file (or a dot-file of an interrupted write) when `isFile`.
+    struct Entry {
+        var name: String
+        /// A regular file; a link, a directory or anything else is never removed by the module.
+        var isFile: Bool
+    }
 
-    func removeFile(named name: String) { unlink(directory + "/" + name) }
+    /// What the state directory holds; empty when it does not exist.
+    func entries() throws(StateError) -> [Entry] {
+        guard let directoryFD = try openDirectory(create: false) else { return [] }
+        defer { close(directoryFD) }
+        return FileIO.entries(fd: directoryFD).map { name in
+            var info = stat()
+            let isFile = fstatat(directoryFD, name, &info, AT_SYMLINK_NOFOLLOW) == 0 && info.st_mode & S_IFMT == S_IFREG
+            return Entry(name: name, isFile: isFile)
+        }
+    }
 
-    private func makeDirectory() throws(StateError) {
+    /// Removes a regular file of the state directory (never through a link, never a directory).
+    func removeFile(named name: String) throws(StateError) {
+        guard let directoryFD = try openDirectory(create: false) else { return }
+        defer { close(directoryFD) }
+        var info = stat()
+        guard fstatat(directoryFD, name, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFREG else { return }
+        if unlinkat(directoryFD, name, 0) != 0 && errno != ENOENT {
+            throw StateError("cannot remove '\(directory)/\(name)': \(SystemError.describe(errno))")
+        }
+    }
+
+    /// An fd on `<state_dir>/<module_name>`, opened without following a link at its name and checked (a
+    /// directory of ours that others cannot write); nil when it does not exist and `create` is false. With
+    /// `create`, the missing directories are made: 0755 above, 0700 for the module's own.
+    private func openDirectory(create: Bool) throws(StateError) -> Int32? {
+        // The directories above were checked, links included, when the module loaded: only root or the agent's
+        // user can change them. The module's own directory is the one another user might have made a link.
+        var parentFD = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if parentFD < 0 && errno == ENOENT {
+            guard create else { return nil }
+            try makeParent()
+            parentFD = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        }
+        guard parentFD >= 0 else {
+            throw StateError("cannot open the state directory '\(parent)' (state_dir): \(SystemError.describe(errno))")
+        }
+        defer { close(parentFD) }
+        var fd = openat(parentFD, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 && errno == ENOENT {
+            guard create else { return nil }
+            if mkdirat(parentFD, leaf, 0o700) != 0 && errno != EEXIST {
+                throw StateError("cannot create the state directory '\(directory)' (state_dir): \(SystemError.describe(errno))")
+            }
+            fd = openat(parentFD, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        }
+        var info = stat()
+        guard fd >= 0 else {
+            let code = errno
+            if fstatat(parentFD, leaf, &info, AT_SYMLINK_NOFOLLOW) == 0,
+               let distrust = DirectoryTrust.distrust(of: info, at: directory, own: true)
+            {
+                throw StateError("the state directory \(distrust.message(about: directory))")
+            }
+            throw StateError("cannot open the state directory '\(directory)' (state_dir): \(SystemError.describe(code))")
+        }
+        if fstat(fd, &info) != 0 {
+            let code = errno
+            close(fd)
+            throw StateError("cannot check the state directory '\(directory)': \(SystemError.describe(code))")
+        }
+        if let distrust = DirectoryTrust.distrust(of: info, at: directory, own: true) {
+            close(fd)
+            throw StateError("the state directory \(distrust.message(about: directory))")
+        }
+        return fd
+    }
+
+    /// Makes the missing directories above the module's own (0755).
+    private func makeParent() throws(StateError) {
         var built = ""
-        for component in directory.split(separator: "/") {
+        for component in parent.split(separator: "/") {
             built += "/" + component
             if mkdir(built, 0o755) != 0 && errno != EEXIST {
                 throw StateError("cannot create the state directory '\(built)' (state_dir): \(SystemError.describe(errno))")
