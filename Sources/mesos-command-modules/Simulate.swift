@@ -100,7 +100,9 @@ struct Simulate: AsyncParsableCommand {
         }
 
         print("  Container B (nested): \(ContainerIDText(b))")
-        await report.step(.prepare, configuration, SampleEnvelopes.envelope(for: .prepare, containerID: b)) {
+        let idB = ContainerID(path: ["9b8c7d6e-5f4a-4b3c-8d2e-1f0a9b8c7d6e", "check-1"])
+        await report.step(.prepare, configuration, SampleEnvelopes.envelope(for: .prepare, containerID: b),
+                          skipped: { isolator.skipReason(.prepare, containerID: idB) }) {
             try await isolator.run(.prepare, envelope: $0)
         }
         let files = (try? directoryEntries(isolator.stateDirectory)) ?? []
@@ -111,18 +113,20 @@ struct Simulate: AsyncParsableCommand {
         isolator = try IsolatorModule(configuration: configuration, logger: logger)
         var recover = SampleEnvelopes.envelope(for: .recover, containerID: b)
         recover.set("states", json: #"[{"container_id":\#(b),"pid":4343,"directory":"/var/lib/mesos/slaves/S0/frameworks/F0/executors/check/runs/check-1"}]"#)
-        await report.step(.recover, configuration, recover) { try await isolator.run(.recover, envelope: $0) }
-        let restored = isolator.containerConfig(ContainerID(path: ["9b8c7d6e-5f4a-4b3c-8d2e-1f0a9b8c7d6e", "check-1"])) != nil
-        print("    container B restored after the restart: \(restored ? "yes" : "NO")")
-        if !restored { report.failures += 1 }
+        // The agent calls recover whether or not it has a command: the state files are read either way.
+        await report.step(.recover, configuration, recover, withoutCommand: "no command; the state files were read") {
+            try await isolator.run(.recover, envelope: $0)
+        }
+        report.check(isolator.containerConfig(idB) != nil, "container B restored after the restart")
         for event in [Event.usage, .cleanup] {
-            await report.step(event, configuration, SampleEnvelopes.envelope(for: event, containerID: b)) {
+            let reason = isolator.skipReason(event, containerID: idB)  // before cleanup forgets the container
+            await report.step(event, configuration, SampleEnvelopes.envelope(for: event, containerID: b),
+                              skipped: { reason }) {
                 try await isolator.run(event, envelope: $0)
             }
         }
         let left = (try? directoryEntries(isolator.stateDirectory)) ?? []
-        print("    state files after cleanup: \(left.isEmpty ? "none" : left.joined(separator: ", "))")
-        if !left.isEmpty { report.failures += 1 }
+        report.check(left.isEmpty, "no state file left after cleanup", otherwise: left.joined(separator: ", "))
         report.metrics(isolator.metrics)
     }
 }
@@ -153,13 +157,22 @@ struct Report {
         path.hasPrefix(manifestDirectory + "/") ? String(path.dropFirst(manifestDirectory.count + 1)) : path
     }
 
+    /// One event: ✓ and its outcome, ✗ and its error, or - when skipped by its rule or not configured. An event
+    /// the module handles without a command (`withoutCommand`: what it does then, e.g. recover) still runs.
     mutating func step(_ event: Event, _ configuration: ModuleConfiguration, _ envelope: Envelope, label: String? = nil,
-                       emptyMeaning: String? = nil, skipped: () -> String? = { nil },
+                       emptyMeaning: String? = nil, skipped: () -> String? = { nil }, withoutCommand: String? = nil,
                        _ body: (Envelope) async throws -> String?) async {
         steps += 1
         let name = label ?? event.key
         guard let command = configuration.command(for: event) else {
-            print("    -  \(name): not configured")
+            guard let withoutCommand else { return print("    -  \(name): not configured") }
+            do {
+                _ = try await body(envelope)
+                print("    -  \(name): \(withoutCommand)")
+            } catch {
+                failures += 1
+                print("    ✗  \(name)  → error: \(error)")
+            }
             return
         }
         let start = ContinuousClock.now
@@ -183,6 +196,15 @@ struct Report {
         let keys = envelope.members.map(\.key).joined(separator: ", ")
         print("         \(display(command.path))\(command.mode == .worker ? " (worker)" : "") ← {\(keys)}")
         if verbose { print((try? JSONValue(parsing: envelope.jsonText).prettyText) ?? envelope.jsonText) }
+    }
+
+    /// A check of the simulation's own (state after a restart, after cleanup): ✓, or ✗ and a failure, on the
+    /// line that says what was checked.
+    mutating func check(_ holds: Bool, _ what: String, otherwise detail: String = "") {
+        steps += 1
+        if holds { return print("    ✓  \(what)") }
+        failures += 1
+        print("    ✗  \(what): NO\(detail.isEmpty ? "" : " (\(detail))")")
     }
 
     func truncate(_ text: String) -> String {

@@ -24,8 +24,8 @@ import Testing
         // The example's post-fetch hook runs for nested containers only (hook_slave_post_fetch_hook_when).
         #expect(result.stdout.contains("-  hook_slave_post_fetch_hook: skipped, no process started: "
             + "hook_slave_post_fetch_hook_when 'nested=true' does not hold (nested: 'false')"))
-        #expect(result.stdout.contains("container B restored after the restart: yes"))
-        #expect(result.stdout.contains("state files after cleanup: none"))
+        #expect(result.stdout.contains("✓  container B restored after the restart"))
+        #expect(result.stdout.contains("✓  no state file left after cleanup"))
         #expect(result.stdout.contains("{\"message\":\"example limit reached\""))
         #expect(result.stdout.contains("0 failed"))
     }
@@ -62,6 +62,50 @@ import Testing
         #expect(result.stderr.contains("skipped: isolator_usage_when 'label:team=ml' does not hold (the task's label 'team': "
             + "'search'; the executor's: absent): the agent would not run the command for this container"), "\(result.stderr)")
         #expect(!result.stdout.contains("cpus_limit"))
+    }
+
+    /// `run` of a later event adopts the container without running prepare: prepare's rule decision is not news.
+    @Test func runOfALaterEventSaysNothingOfPrepare() {
+        let script = sandbox.script("usage.sh", "#!/bin/sh\necho '{\"cpus_limit\":1}' > \"$2\"\n")
+        let prepare = sandbox.script("prepare.sh", "#!/bin/sh\n")
+        let path = manifest([("module_name", "m"), ("isolator_usage_command", script),
+                             ("isolator_prepare_command", prepare), ("isolator_prepare_when", "label:team=ml")])
+        let result = runCLI(["run", "isolator_usage", "--manifest", path, "--module", "m"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("cpus_limit"))
+        #expect(!(result.stdout + result.stderr).contains("isolator_prepare"), "\(result.stderr)")
+    }
+
+    /// The agent restores state without a recover command, and so does the simulation; a prepare skipped by its
+    /// rule is shown skipped, for both containers.
+    @Test func simulateWithoutARecoverCommandAndWithAPrepareRule() {
+        let prepare = sandbox.script("prepare.sh", "#!/bin/sh\necho '{}' > \"$2\"\n")
+        let cleanup = sandbox.script("cleanup.sh", "#!/bin/sh\n")
+        let path = manifest([("module_name", "m"), ("isolator_prepare_command", prepare),
+                             ("isolator_prepare_when", "label:team=ml"), ("isolator_cleanup_command", cleanup)])
+        let result = runCLI(["simulate", "--manifest", path])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("-  isolator_recover: no command; the state files were read"), "\(result.stdout)")
+        #expect(result.stdout.contains("✓  container B restored after the restart"), "\(result.stdout)")
+        #expect(result.stdout.contains("✓  no state file left after cleanup"), "\(result.stdout)")
+        let skips = result.stdout.split(separator: "\n").filter {
+            $0.contains("-  isolator_prepare: skipped, no process started: isolator_prepare_when 'label:team=ml'")
+        }
+        #expect(skips.count == 2, "\(result.stdout)")
+        #expect(!result.stdout.contains("✓  isolator_prepare"), "\(result.stdout)")
+    }
+
+    /// A failed check of the simulation is marked ✗ where it is listed, and counted.
+    @Test func simulateMarksAFailedCheckWhereItIsListed() {
+        let prepare = sandbox.script("prepare.sh", "#!/bin/sh\necho '{}' > \"$2\"\n")
+        let cleanup = sandbox.script("cleanup.sh", "#!/bin/sh\nexit 4\n")
+        let path = manifest([("module_name", "m"), ("isolator_prepare_command", prepare),
+                             ("isolator_cleanup_command", cleanup)])
+        let result = runCLI(["simulate", "--manifest", path])
+        #expect(result.status == 1)
+        #expect(result.stdout.contains("✗  isolator_cleanup"), "\(result.stdout)")
+        // The failed cleanup keeps B's state for Mesos' retry (SPEC §5): the check after it says so, marked.
+        #expect(result.stdout.contains("✗  no state file left after cleanup: NO ("), "\(result.stdout)")
     }
 
     @Test func validateRefusesTooManyWorkersNamingTheKey() {

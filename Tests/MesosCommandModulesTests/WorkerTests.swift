@@ -218,8 +218,14 @@ import Testing
     @Test func aWorkerThatWritesGarbageOrAnswersAnotherID() async throws {
         try await expectFailureThenFreshWorker(
             hostileWorker("garbage.sh", "echo 'hello, world'"),
-            message: "Command \"SCRIPT\" (worker) wrote a line that is not a valid answer (unexpected character 'h' at "
-                + "byte 0): hello, world.")
+            message: "Command \"SCRIPT\" (worker) wrote a line that is not JSON: hello, world.")
+        // A line that starts like a JSON literal: still no parser detail ("expected 'true' at byte 1").
+        try await expectFailureThenFreshWorker(
+            hostileWorker("print.sh", "echo 'tracing: request received'"),
+            message: "Command \"SCRIPT\" (worker) wrote a line that is not JSON: tracing: request received.")
+        try await expectFailureThenFreshWorker(
+            hostileWorker("array.sh", "echo '[1, 2]'"),
+            message: "Command \"SCRIPT\" (worker) wrote a line that is not a JSON object: [1, 2].")
         try await expectFailureThenFreshWorker(
             hostileWorker("wrongid.sh", #"printf '{"id":%s,"output":null}\n' $((id + 1))"#),
             message: "Command \"SCRIPT\" (worker) answered id 2 to request 1.")

@@ -99,7 +99,9 @@ public final class IsolatorModule: CommandModule {
 
     /// The `<event>_when` decisions for a new container, taken once from its config: the events whose rule does
     /// not match, and why. Each is logged: the container's commands of those events never run.
-    private func decide(_ id: ContainerID, idJSON: String, config: String) -> [Event: String] {
+    /// Not `logged` for a container adopted by a tool (its prepare never ran: "will not run" would be news about
+    /// an event nobody asked for).
+    private func decide(_ id: ContainerID, idJSON: String, config: String, logged: Bool = true) -> [Event: String] {
         let ruled = configuration.commands.values.filter { $0.rule != nil && $0.event.isPerContainer }
         guard !ruled.isEmpty else { return [:] }
         let parent = id.path.count > 1 ? store.record(ContainerID(path: Array(id.path.dropLast())))?.config : nil
@@ -109,6 +111,7 @@ public final class IsolatorModule: CommandModule {
             let decision = command.rule!.evaluate(subject)!
             guard !decision.matched else { continue }
             skipped[command.event] = decision.reason
+            guard logged else { continue }
             events.log(command.event, id.description).info(
                 "\(command.event.key)_command will not run for this container: \(command.event.key)_when \(decision.reason)")
         }
@@ -272,7 +275,7 @@ public final class IsolatorModule: CommandModule {
     public func adopt(containerID: String, containerConfig: String) throws(EventError) {
         let id = try parseID(containerID, .prepare)
         store.put(.init(id: id, idJSON: containerID, config: containerConfig,
-                        skipped: decide(id, idJSON: containerID, config: containerConfig)))
+                        skipped: decide(id, idJSON: containerID, config: containerConfig, logged: false)))
     }
 
     /// Runs any isolator event from a whole envelope (as the CLI reads it), with the envelope keys of SPEC §5.

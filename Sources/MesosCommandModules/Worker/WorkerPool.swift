@@ -322,14 +322,15 @@ enum WorkerAnswer {
         // Only a line at fault is quoted: a good answer costs no copy of it.
         var quoted: String { String(decoding: line.prefix(200), as: UTF8.self) + (line.count > 200 ? "…" : "") }
         let value: JSONValue
-        do {
-            value = try JSONValue(parsing: line)
-        } catch {
-            self = .invalid("wrote a line that is not a valid answer (\(error)): \(quoted)")
+        // What the operator needs is the line itself (a stray print() in the script, most of the time), not
+        // the parser's view of it.
+        guard let parsed = try? JSONValue(parsing: line) else {
+            self = .invalid("wrote a line that is not JSON: \(quoted)")
             return
         }
+        value = parsed
         guard case .object = value else {
-            self = .invalid("wrote a line that is not a valid answer (not a JSON object): \(quoted)")
+            self = .invalid("wrote a line that is not a JSON object: \(quoted)")
             return
         }
         guard let id = value["id"] else {
