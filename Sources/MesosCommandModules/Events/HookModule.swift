@@ -48,7 +48,9 @@ public final class HookModule: CommandModule {
             started = start
             let deadline = Deadline(seconds: command.timeout, from: start.nanoseconds)
             // Undecided (nil) when the deadline passed first: runCommand then fails the event as timed out.
-            if let decision = rule.evaluate(RuleSubject(envelope: envelope), until: deadline), !decision.matched {
+            if let decision = rule.evaluate(RuleSubject(envelope: envelope), until: deadline, explaining: configuration.debug),
+               !decision.matched
+            {
                 guard configuration.debug else {
                     // Skipped: no process, no log line; only the count.
                     events.metrics.recordSkip(event)
