@@ -1,3 +1,4 @@
+import CMesosCommandSpawn
 import Glibc
 import Testing
 
@@ -112,6 +113,49 @@ import Testing
         #expect(error?.code == .cancelled)
         #expect(ContinuousClock.now - start < .milliseconds(300 + 100 + 400))
     }
+
+    /// The SIGKILL at the end of the grace period ends the leader and the last writer of its console at once:
+    /// the loop may see the console's end while it handles the leader's exit, before it has answered. The
+    /// command was stopped, and is answered so — not as "exited via signal 9". The test plays the event loop's
+    /// part (on its thread) in that order, which a real loop takes now and then.
+    @Test func aStoppedCommandIsAnsweredAsStoppedWhenItsConsoleEndedBeforeItsExitWasSeen() async throws {
+        let readyFile = sandbox.path + "/ready"
+        let script = sandbox.script("stubborn.sh", "#!/bin/sh\ntrap '' TERM\necho > \(readyFile)\nexec sleep 30\n")
+        let loop = try EventLoop.shared()
+        var console: [Int32] = [-1, -1]
+        try #require(mcm_pipe(&console, 0) == 0)
+        let stdin = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        var pid: pid_t = 0
+        let spawned = withCStringArray([script]) { argv in
+            withCStringArray([]) { extra in mcm_spawn(script, argv, extra, stdin, console[1], console[1], &pid) }
+        }
+        close(stdin)
+        close(console[1])
+        try #require(spawned == 0)
+        #expect(await eventually(within: 3) { sandbox.read(readyFile)?.isEmpty == false })
+
+        let completion = Completion<ChildExit>()
+        // Not added to the loop: only this test calls it, on the loop thread.
+        let child = UncheckedSendable(ExecChild(
+            id: loop.makeClientID(), consoleFD: console[0], consoleLimit: 1024,
+            deadline: MonotonicClock.now() &+ 30_000_000_000, gracePeriod: 0.3, completion: completion))
+        let group = UncheckedSendable(ProcessGroup(pid: pid, pidFD: mcm_pidfd_open(pid)))
+        await onLoop(loop) { loop in
+            child.value.started(group.value, on: loop)
+            child.value.cancel(on: loop)  // SIGTERM, ignored
+            guard let killAt = group.value.killAt else { return }
+            child.value.wake(now: killAt, loop: loop)  // the grace period is over: SIGKILL
+        }
+        // Dead, and so its console ended, before the loop looks at its exit.
+        #expect(await eventually(within: 3) { zombieChildren().contains(pid) })
+        await onLoop(loop) { loop in child.value.ready(tag: ExecChild.exitTag, loop: loop) }
+
+        #expect(completion.isCompleted)
+        let ending = await completion.value.ending
+        let cancelled = if case .cancelled = ending { true } else { false }
+        #expect(cancelled, "answered \(ending)")
+        #expect(!zombieChildren().contains(pid), "reaped")
+    }
 }
 
 /// A cgroup v1 freezer group: its processes stop in the kernel, and not even SIGKILL ends them until thawed —
@@ -147,6 +191,16 @@ struct Freezer {
     }
 
     struct FreezerError: Error {}
+}
+
+/// Runs `work` on the event loop's thread and waits for it.
+func onLoop(_ loop: EventLoop, _ work: @escaping @Sendable (EventLoop) -> Void) async {
+    let done = Completion<Void>()
+    loop.execute { loop in
+        work(loop)
+        done.complete(())
+    }
+    await done.value
 }
 
 func sandboxRead(_ path: String) -> String? {

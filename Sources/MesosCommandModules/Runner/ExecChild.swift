@@ -144,9 +144,12 @@ final class ExecChild: LoopClient {
     private func finishIfReaped(_ loop: EventLoop) {
         if !reaped, let ending = group?.reapIfPossible() {
             reaped = true
+            // A command we stopped is answered as stopped, however it died: the SIGKILL ends the leader and the
+            // console's last writer at once, and `leaderExited` may see the console's end (and so get here)
+            // before it answers.
             switch ending {
-            case .status(let status): answer(.exited(status: status))
-            case .lost(let code): answer(.statusLost(errno: code))
+            case .status(let status): answer(stop ?? .exited(status: status))
+            case .lost(let code): answer(stop ?? .statusLost(errno: code))
             }
         }
         // Gone from the loop once reaped and its console closed (background children still writing keep it).
