@@ -43,7 +43,10 @@ printf '%s\n' \
   > "$identity_dir/identity.c"
 "${CC:-cc}" -c -fPIC -o "$identity_dir/identity.o" "$identity_dir/identity.c"
 
-swift build -c release --package-path "$repo" --scratch-path "$scratch" --product MesosCommandModulesABI >&2
+# --static-swift-stdlib, as the CLI is built: the same flags let both share one release build instead of
+# recompiling the engine each time the other is built.
+swift build -c release --static-swift-stdlib --package-path "$repo" --scratch-path "$scratch" \
+  --product MesosCommandModulesABI >&2
 archive="$scratch/release/libMesosCommandModulesABI.a"
 
 "${CXX:-g++}" -shared -fPIC -o "$output" "$@" \

@@ -56,11 +56,13 @@ file(WRITE "${STAGE}/modules.json" "${manifest}")
 
 # The Debian changelog and the man page, compressed as Debian wants them (gzip -9n: no name, no time stamp).
 string(REPLACE "-" "~" MESOS_VERSION_DEB "${MESOS_VERSION}")
+string(SUBSTRING "${MESOS_COMMIT}" 0 12 MESOS_COMMIT_SHORT)
 set(PACKAGE_VERSION "${MCM_VERSION}+mesos${MESOS_VERSION_DEB}")
 string(TIMESTAMP changelog_date "%a, %d %b %Y %H:%M:%S +0000" UTC)
 file(WRITE "${STAGE}/changelog" "mesos-command-modules (${PACKAGE_VERSION}) unstable; urgency=medium
 
-  * mesos-command-modules ${MCM_VERSION}, built for Apache Mesos ${MESOS_VERSION} (commit ${MESOS_COMMIT}).
+  * mesos-command-modules ${MCM_VERSION}, built for Apache Mesos ${MESOS_VERSION}
+    (commit ${MESOS_COMMIT_SHORT}).
 
  -- Criteo Mesos <mesos@criteo.com>  ${changelog_date}
 ")
@@ -105,17 +107,18 @@ set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE "${DEB_ARCH}")
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "libc6 (>= 2.34), libgcc-s1, libstdc++6, python3")
+# CPack indents each line of the long description by one space itself.
 set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "Mesos modules that run scripts on Hook and Isolator events
- mesos-command-modules extends every container's life on an Apache Mesos agent
- (or master) with the operator's scripts: on each Hook event (task launch,
- executor environment, task status...) and each Isolator event (prepare,
- isolate, watch, update, usage, status, cleanup, recover) it runs a command
- with the event as JSON and hands its JSON answer back to Mesos.
- .
- This build is for Apache Mesos ${MESOS_VERSION} (commit ${MESOS_COMMIT}) only: an
- agent refuses a module built for another Mesos. It holds the module, the
- mesos-command-modules command (validate a manifest, run one event, simulate a
- container), example scripts and their manifest, and a Python helper.")
+mesos-command-modules extends every container's life on an Apache Mesos agent
+(or master) with the operator's scripts: on each Hook event (task launch,
+executor environment, task status...) and each Isolator event (prepare,
+isolate, watch, update, usage, status, cleanup, recover) it runs a command
+with the event as JSON and hands its JSON answer back to Mesos.
+.
+This build is for Apache Mesos ${MESOS_VERSION} only (commit ${MESOS_COMMIT_SHORT}):
+an agent refuses a module built for another Mesos. It holds the module, the
+mesos-command-modules command (validate a manifest, run one event, simulate a
+container), example scripts and their manifest, and a Python helper.")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)
 set(CPACK_DEBIAN_COMPRESSION_TYPE xz)
 set(CPACK_STRIP_FILES FALSE)
