@@ -163,10 +163,10 @@ script ruled_prepare.sh ''
 # The second isolator's usage command, in worker mode: one Python process (the project's helper) for every
 # usage event; it notes its pid when it starts and each container it serves.
 # Installed (MCM_IT_CLI): the package's helper, as the system's python3 finds it.
-helper_path="sys.path.insert(0, \"$repo/examples/lib\")"
-[ -n "${MCM_IT_CLI:-}" ] && helper_path="# the installed helper"
+helper_path="sys.path.insert(0, \"$repo/examples/lib\")" python=/usr/bin/env\ python3
+[ -n "${MCM_IT_CLI:-}" ] && helper_path="# the installed helper" python=/usr/bin/python3
 cat > "$work/scripts/usage_worker.py" <<EOF
-#!/usr/bin/env python3
+#!$python
 import os, sys
 $helper_path
 import mesos_command_modules as mcm

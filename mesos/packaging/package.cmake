@@ -53,6 +53,7 @@ if(manifest MATCHES "\"value\": \"[a-z_]+/")
   message(FATAL_ERROR "examples/modules.json has a relative path that package.cmake does not rewrite")
 endif()
 file(WRITE "${STAGE}/modules.json" "${manifest}")
+file(MAKE_DIRECTORY "${STAGE}/lib")
 
 # The Debian changelog and the man page, compressed as Debian wants them (gzip -9n: no name, no time stamp).
 string(REPLACE "-" "~" MESOS_VERSION_DEB "${MESOS_VERSION}")
@@ -85,6 +86,11 @@ install(DIRECTORY "${REPO}/examples/hooks" "${REPO}/examples/isolator" "${REPO}/
 install(FILES "${REPO}/examples/lib.sh" "${STAGE}/modules.json" DESTINATION "${SHARE_DIR}/examples")
 install(FILES "${PACKAGING}/mesos-command-modules.conf" DESTINATION "${SHARE_DIR}/systemd")
 install(FILES "${REPO}/examples/lib/mesos_command_modules.py" DESTINATION lib/python3/dist-packages)
+# The examples import the helper from ../lib (as in the checkout), so that any python3 finds it, not only the
+# system's: there, a link to the installed one.
+file(CREATE_LINK "../../../../lib/python3/dist-packages/mesos_command_modules.py"
+     "${STAGE}/lib/mesos_command_modules.py" SYMBOLIC)
+install(FILES "${STAGE}/lib/mesos_command_modules.py" DESTINATION "${SHARE_DIR}/examples/lib")
 install(FILES "${PACKAGING}/copyright" "${STAGE}/changelog.gz" "${STAGE}/README.md.gz" DESTINATION "${DOC_DIR}")
 install(FILES "${STAGE}/mesos-command-modules.1.gz" DESTINATION share/man/man1)
 install(FILES "${PACKAGING}/lintian-overrides" DESTINATION share/lintian/overrides RENAME mesos-command-modules)
