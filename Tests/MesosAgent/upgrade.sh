@@ -111,8 +111,8 @@ finished() {
 container_of() {
   basename "$(readlink -f "$(ls -d "$work"/agent/slaves/*/frameworks/*/executors/"$1"/runs/latest | head -n 1)")"
 }
-loaded() {  # loaded WHICH: the agent's log says which module it loaded (ours logs its INFO line, the C++ one does not)
-  if [ "$1" = ours ]; then grep -q "isolator module '$module_name' loaded" "$agent_log"
+loaded() {  # loaded Swift|C++: which module the agent loaded (ours logs its INFO line, the C++ one does not)
+  if [ "$1" = Swift ]; then grep -q "isolator module '$module_name' loaded" "$agent_log"
   else ! grep -q "isolator module '$module_name' loaded" "$agent_log"; fi
 }
 # cleaned NAME: the cleanup command got the task's container with the config saved at its prepare (the task's
@@ -149,7 +149,7 @@ swap() {
 echo "# Mesos: $("$MESOS_BUILD_DIR/bin/mesos-agent.sh" --version 2>/dev/null | head -n 1); C++ module $MCM_IT_CXX_MODULE"
 check "the master starts" wait_for 30 curl -sf "http://$master/health"
 echo "# upgrade: a container started under the C++ module finishes under ours"
-swap upgrade "$MCM_IT_CXX_MODULE" "$MCM_IT_MODULE" ours
+swap upgrade "$MCM_IT_CXX_MODULE" "$MCM_IT_MODULE" Swift
 echo "# rollback: a container started under ours finishes under the C++ module"
 swap rollback "$MCM_IT_MODULE" "$MCM_IT_CXX_MODULE" "C++"
 echo "$passed passed, $failed failed"
