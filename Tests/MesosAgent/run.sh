@@ -378,7 +378,8 @@ updated() {
   echo "$envelope" | jq -e --arg mesos "${mesos_version#mesos }" '
     .container_id.value != null and (.container_config | type) == "object"
     and (.resource_requests | type) == "array" and any(.resource_requests[]; .name == "cpus")
-    and (.resource_limits | type) == "object" and ($mesos | startswith("1.9.") | not or (.resource_limits == {}))'
+    and (.resource_limits | type) == "object"
+    and (if ($mesos | startswith("1.9.")) then .resource_limits == {} else true end)'
 }
 check "update got the container id, its config, the requests and the limits (none in 1.9)" wait_for 10 updated
 check "the executor environment decorator got the executor_info" grep -q '"executor_info":' "$work/calls/environment.sh.log"
