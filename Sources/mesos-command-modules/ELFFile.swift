@@ -43,11 +43,15 @@ struct ELFFile {
             guard table.count == entrySize * count else { throw ELFError("it is truncated (section headers)") }
             let raw = (0..<count).map { i in
                 let base = i * entrySize
-                return (name: Int(Self.integer(table, at: base, size: 4)), type: UInt32(Self.integer(table, at: base + 4, size: 4)),
-                        offset: Self.integer(table, at: base + 0x18, size: 8), size: Self.integer(table, at: base + 0x20, size: 8))
+                return (name: Int(Self.integer(table, at: base, size: 4)),
+                        type: UInt32(Self.integer(table, at: base + 4, size: 4)),
+                        offset: Self.integer(table, at: base + 0x18, size: 8),
+                        size: Self.integer(table, at: base + 0x20, size: 8))
             }
             let names = try Self.read(fd, at: raw[namesIndex].offset, count: Int(min(raw[namesIndex].size, 1 << 20)))
-            sections = raw.map { Section(name: Self.string(names, at: $0.name), type: $0.type, offset: $0.offset, size: $0.size) }
+            sections = raw.map {
+                Section(name: Self.string(names, at: $0.name), type: $0.type, offset: $0.offset, size: $0.size)
+            }
         } catch {
             Glibc.close(fd)
             throw error
@@ -83,7 +87,9 @@ struct ELFFile {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset) + off_t(done)) }
+            let n = bytes.withUnsafeMutableBytes {
+                pread(fd, $0.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+            }
             if n < 0 && errno == EINTR { continue }
             guard n >= 0 else { throw ELFError("cannot read it: \(String(cString: strerror(errno)))") }
             if n == 0 { break }

@@ -72,8 +72,9 @@ struct Validate: ParsableCommand {
                         errors.append("it holds no Mesos module (the engine linked alone): the agent refuses to start")
                     }
                     if identity.version != ProjectVersion.version {
-                        warnings.append("built from mesos-command-modules \(identity.version); this tool is "
-                            + "\(ProjectVersion.version) and checks the parameters as \(ProjectVersion.version) reads them")
+                        let this = ProjectVersion.version
+                        warnings.append("built from mesos-command-modules \(identity.version); this tool is \(this) "
+                            + "and checks the parameters as \(this) reads them")
                     }
                     if installed == nil { installed = .some(ManifestChecks.installedMesos(agent: mesosAgent)) }
                     if identity.isBuiltForMesos, let agent = installed ?? nil, agent.version != identity.mesosVersion {
@@ -102,8 +103,8 @@ struct Validate: ParsableCommand {
             var warnings: [String] = []
             if let other = seen[module.name] {
                 if other.library != module.library {
-                    problems.append("\(module.name) is listed in two libraries (\(other.library) and \(module.library)): "
-                        + "the agent refuses to start")
+                    problems.append("\(module.name) is listed in two libraries (\(other.library) and "
+                        + "\(module.library)): the agent refuses to start")
                 } else if ManifestChecks.sameParameters(other, module) {
                     print("ok    \(label): listed again with the same parameters; the agent loads it once")
                     continue
@@ -125,8 +126,9 @@ struct Validate: ParsableCommand {
                 for parameter in module.parameters where parameter.key.hasSuffix("_command")
                     && parameter.value.contains("/") && !parameter.value.hasPrefix("/")
                 {
-                    warnings.append("parameter '\(parameter.key)': '\(parameter.value)' is relative: the agent resolves "
-                        + "it against its working directory (this tool against the manifest's); give an absolute path")
+                    warnings.append("parameter '\(parameter.key)': '\(parameter.value)' is relative: the agent "
+                        + "resolves it against its working directory (this tool against the manifest's); give an "
+                        + "absolute path")
                 }
                 if problems.isEmpty {
                     print("ok    \(label): \(commands.count) command(s)")

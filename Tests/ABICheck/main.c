@@ -201,9 +201,10 @@ static void check_hooks(void) {
     pthread_mutex_lock(&log_mutex);
     int logged_at_create = log_lines;
     const char *identity = mcm_build_identity();
-    CHECK(strstr(last_log, "mesos-command-modules ") == last_log &&
-              strstr(last_log, identity ? (strstr(identity, "mesos_version=none") ? ", built for no Mesos" : ", built for Mesos")
-                                        : ", build identity unknown: ") &&
+    const char *built = !identity                                  ? ", build identity unknown: "
+                        : strstr(identity, "mesos_version=none") ? ", built for no Mesos"
+                                                                 : ", built for Mesos";
+    CHECK(strstr(last_log, "mesos-command-modules ") == last_log && strstr(last_log, built) &&
               strstr(last_log, ": hook module 'abi_hook' loaded, events: hook_slave_remove_executor_hook (exec), "
                                "hook_slave_run_task_label_decorator (exec)"),
           "hook: one line at creation: version, Mesos, module, events with their mode", "%s", last_log);

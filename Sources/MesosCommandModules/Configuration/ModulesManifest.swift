@@ -51,7 +51,8 @@ public struct ModulesManifest: Sendable {
                     }
                     parameters.append((key, value))
                 }
-                modules.append(Module(name: name, library: file, libraryByName: libraryName != nil, parameters: parameters))
+                modules.append(Module(name: name, library: file, libraryByName: libraryName != nil,
+                                      parameters: parameters))
             }
         }
         self.modules = modules
