@@ -37,6 +37,9 @@ public func mcm_module_create(
                 configuration: configuration, logger: sink.logger, latencyObserver: latency.observer))
         }
         let module = ABIModule(instance: instance, name: configuration.moduleName, log: sink, latency: latency)
+        sink.write(MCM_LOG_INFO, configuration.loadedLine(identity: mcm_build_identity().flatMap {
+            BuildIdentity(text: String(cString: $0))
+        }))
         return OpaquePointer(Unmanaged.passRetained(module).toOpaque())
     } catch let failure as ConfigurationError {
         error?.pointee = strdup(failure.description)  // NULL if out of memory: the header allows it

@@ -10,7 +10,8 @@ struct MesosCommandModulesCLI: AsyncParsableCommand {
             Every command runs scripts exactly as the module inside the agent does: same argv, input, output and
             error files, timeouts, envelopes and isolator state (see README.md, "The script contract").
             """,
-        subcommands: [Simulate.self, Run.self, Validate.self, Events.self, Bench.self],
+        version: "mesos-command-modules \(ProjectVersion.version)",
+        subcommands: [Simulate.self, Run.self, Validate.self, Inspect.self, Events.self, Bench.self],
         defaultSubcommand: nil
     )
 }

@@ -14,15 +14,22 @@ func printError(_ text: String) {
 /// A failure already reported on stderr: exit with `code`.
 struct Failed: Error {}
 
-/// Where the built-in examples are: `$MESOS_COMMAND_MODULES_EXAMPLES`, `./examples`, or the repository this
-/// binary was built from.
+/// Where the built-in examples are: `$MESOS_COMMAND_MODULES_EXAMPLES`, `./examples`, where the package installs
+/// them beside this binary (`<prefix>/bin/` → `<prefix>/share/mesos-command-modules/examples`), or the checkout
+/// a SwiftPM build of it is in. Found from where the binary is, never
+/// from a path built into it.
 func examplesManifest() throws -> String {
     var candidates: [String] = []
     if let dir = getenv("MESOS_COMMAND_MODULES_EXAMPLES") { candidates.append(String(cString: dir)) }
     candidates.append("examples")
-    let source = #filePath  // <repo>/Sources/mesos-command-modules/Support.swift
-    let repo = source.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/")
-    candidates.append(repo + "/examples")
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    if length > 0 {
+        let binary = String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let directory = binary.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        candidates.append(directory + "/../share/mesos-command-modules/examples")
+        candidates.append(directory + "/../../../examples")  // <checkout>/.build/<triple>/<configuration>/
+    }
     for dir in candidates where access(dir + "/modules.json", R_OK) == 0 {
         return dir + "/modules.json"
     }

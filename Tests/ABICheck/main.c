@@ -197,6 +197,18 @@ static void check_hooks(void) {
     mcm_module *m = create(MCM_KIND_HOOK, keys, values, 5, &error);
     CHECK(m != NULL, "hook: created", "%s", error ? error : "");
     if (!m) return;
+    /* Its last line at creation says what it is: the build identity linked in (none when built by SwiftPM). */
+    pthread_mutex_lock(&log_mutex);
+    int logged_at_create = log_lines;
+    const char *identity = mcm_build_identity();
+    const char *built = !identity                                  ? ", build identity unknown: "
+                        : strstr(identity, "mesos_version=none") ? ", built for no Mesos"
+                                                                 : ", built for Mesos";
+    CHECK(strstr(last_log, "mesos-command-modules ") == last_log && strstr(last_log, built) &&
+              strstr(last_log, ": hook module 'abi_hook' loaded, events: hook_slave_remove_executor_hook (exec), "
+                               "hook_slave_run_task_label_decorator (exec)"),
+          "hook: one line at creation: version, Mesos, module, events with their mode", "%s", last_log);
+    pthread_mutex_unlock(&log_mutex);
     CHECK(strcmp(mcm_module_name(m), "abi_hook") == 0, "hook: module_name", "%s", mcm_module_name(m));
     CHECK(mcm_module_mode(m, "hook_slave_run_task_label_decorator") == MCM_MODE_EXEC &&
               mcm_module_handles(m, "hook_slave_run_task_label_decorator") == 1 &&
@@ -244,7 +256,7 @@ static void check_hooks(void) {
     pthread_mutex_lock(&log_mutex);
     int logged = log_lines;
     pthread_mutex_unlock(&log_mutex);
-    CHECK(logged > 0, "hook: debug log lines reach the log callback", "%d lines", logged);
+    CHECK(logged > logged_at_create, "hook: debug log lines reach the log callback", "%d lines", logged);
     CHECK(mcm_module_metric(m, "hook_slave_run_task_label_decorator", MCM_METRIC_CALLS) == 1 &&
               mcm_module_metric(m, "hook_slave_remove_executor_hook", MCM_METRIC_FAILURES) == 1 &&
               mcm_module_metric(m, "hook_slave_run_task_label_decorator", MCM_METRIC_SKIPPED) == 0 &&

@@ -17,12 +17,17 @@
 #   - worker mode: a second isolator serves usage from one long-lived Python worker (examples/lib), gone with the
 #     agent; its `when` rule runs its prepare for a labelled task and skips another; latency percentiles;
 #   - the shim's futures complete in a libprocess context (Tests/ShimCheck, built from the module's build dir);
-#   - with MCM_IT_FOREIGN_MODULE=/path/to.so built against another Mesos: the agent refuses to start with it.
+#   - with MCM_IT_FOREIGN_MODULE=/path/to.so built against another Mesos: the agent refuses to start with it;
+#   - isolator_update gets the container's id, config, requests and limits (none in 1.9);
+#   - one INFO line per module at load, with the version, the Mesos it was built for and its events;
+#   - with MCM_IT_CLI=/usr/bin/mesos-command-modules (an installed package): that CLI validates the test's manifest
+#     against this agent, and the worker imports the installed Python helper (not the checkout's examples/lib).
 # Every wait has a deadline. Exits 0 only if every check passed. Without a Mesos build it says SKIPPED and exits 0.
 # Needs cmake, curl and jq. CI (.ci/mesos-agents) runs it against every Mesos bundle in ../shared/mesos.
 #
 # Environment: MCM_IT_MASTER_PORT / MCM_IT_AGENT_PORT (default 15050/15051), MCM_IT_KEEP=1 keeps the work
-# directory, SWIFT_SCRATCH_PATH shares the engine's release build between runs (see mesos/link-module.sh).
+# directory, SWIFT_SCRATCH_PATH shares the engine's release build between runs (see mesos/link-module.sh),
+# MCM_IT_BUILD_DIR the module's CMake build directory when MCM_IT_MODULE is not in it (for the shim check).
 set -uo pipefail
 
 if [ -z "${MESOS_BUILD_DIR:-}" ] || [ -z "${MESOS_ROOT_DIR:-}" ]; then
@@ -111,7 +116,7 @@ fi
 [ -f "$module" ] || { tail -30 "$work/cmake.log"; exit 1; }
 
 # What only a real libprocess shows: where the shim completes its futures (built in the module's CMake build dir).
-module_build=$(dirname "$module")
+module_build=${MCM_IT_BUILD_DIR:-$(dirname "$module")}
 if [ -f "$module_build/CMakeCache.txt" ]; then
   cmake --build "$module_build" --target shim_check > "$work/shim_check.log" 2>&1
   mkdir -p "$work/shim_check"
@@ -152,15 +157,21 @@ script usage.sh "
 if grep -q mcm-slow-usage \"\$1\"; then exec sleep 300; fi
 echo '{\"net_rx_packets\":4242,\"net_tx_packets\":2424}' > \"\$2\""
 script cleanup.sh ''
+script update.sh ''
 script watch.sh 'grep -q "limit-me" "$1" && echo "{\"message\":\"mcm-it limitation\",\"reason\":\"REASON_CONTAINER_LIMITATION\"}" > "$2"'
 script ruled_prepare.sh ''
 # The second isolator's usage command, in worker mode: one Python process (the project's helper) for every
 # usage event; it notes its pid when it starts and each container it serves.
+# Installed (MCM_IT_CLI): the package's helper, as the system's python3 finds it.
+helper_path="sys.path.insert(0, \"$repo/examples/lib\")" python=/usr/bin/env\ python3
+[ -n "${MCM_IT_CLI:-}" ] && helper_path="# the installed helper" python=/usr/bin/python3
 cat > "$work/scripts/usage_worker.py" <<EOF
-#!/usr/bin/env python3
+#!$python
 import os, sys
-sys.path.insert(0, "$repo/examples/lib")
+$helper_path
 import mesos_command_modules as mcm
+with open("$work/worker.helper", "w") as f:
+    f.write(mcm.__file__ + "\\n")
 with open("$work/worker.starts", "a") as f:
     f.write("%d\\n" % os.getpid())
 def usage(envelope, event):
@@ -196,6 +207,7 @@ cat > "$work/modules.json" <<EOF
     {"key": "isolator_usage_timeout", "value": "$usage_timeout"},
     {"key": "isolator_watch_command", "value": "$work/scripts/watch.sh"},
     {"key": "isolator_watch_frequence", "value": "1"},
+    {"key": "isolator_update_command", "value": "$work/scripts/update.sh"},
     {"key": "isolator_cleanup_command", "value": "$work/scripts/cleanup.sh"}]},
   {"name": "com_criteo_mesos_CommandIsolator2", "parameters": [
     {"key": "module_name", "value": "it_worker"},
@@ -300,6 +312,17 @@ EOF
   check "the agent refuses to start with a module built against another Mesos, and says why" refused
 fi
 
+if [ -n "${MCM_IT_CLI:-}" ]; then
+  echo "# the installed CLI: $MCM_IT_CLI"
+  validated() {
+    "$MCM_IT_CLI" validate --mesos-agent "$MESOS_BUILD_DIR/bin/mesos-agent.sh" "$work/modules.json" > "$work/validate.out" \
+      || { cat "$work/validate.out"; return 1; }
+    grep "library" "$work/validate.out"
+    ! grep -q "is Mesos" "$work/validate.out" && grep -q "^ok    library $module: .*built for Mesos ${mesos_version#mesos }" "$work/validate.out"
+  }
+  check "the installed CLI validates the test's manifest, its library built for this agent's Mesos" validated
+fi
+
 echo "# starting mesos-master on 127.0.0.1:$master_port, and mesos-agent on :$agent_port without the isolator"
 start_master
 check "the master starts with the hook module loaded" wait_for 30 curl -sf "http://$master/health"
@@ -313,6 +336,14 @@ rollout_container=$(container_of rollout)
 stop_agent TERM
 start_agent "$isolation"
 check "the agent restarts with the isolator enabled and re-registers" wait_for 60 registered
+loaded_lines() {  # one INFO line per module: version, the Mesos it was built for, module, events (mode, rule)
+  local built="mesos-command-modules [0-9][^,]*, built for Mesos ${mesos_version#mesos } ([^)]*)"
+  grep -h "built for Mesos" "$agent_log" | cut -c 1-400
+  grep -q "^I.*$built: isolator module 'it_isolator' loaded, events: isolator_cleanup (exec), isolator_isolate (exec), isolator_prepare (exec), isolator_recover (exec), isolator_update (exec), isolator_usage (exec), isolator_watch (exec)$" "$agent_log" \
+    && grep -q "^I.*$built: isolator module 'it_worker' loaded, events: isolator_prepare (exec, when label:mcm_rule=yes), isolator_usage (worker)$" "$agent_log" \
+    && grep -q "^I.*$built: hook module 'it_hook' loaded, events: hook_slave_executor_environment_decorator (exec), " "$agent_log"
+}
+check "each module logs one INFO line at load: version, Mesos, module, events with mode and rule" loaded_lines
 check "rollout: recover got the task's container in its states" \
   wait_for 30 grep -q "\"value\":\"$rollout_container\"" "$work/calls/recover.sh.log"
 # The isolator's watch runs every second: give it a few rounds to harm the container, if it would.
@@ -339,6 +370,18 @@ check "isolate got the container id, its config and a pid" \
   sh -c "grep '\"value\":\"$container\"' '$work/calls/isolate.sh.log' | grep -q '\"pid\":[0-9]'"
 check "cleanup got the container id and its config" \
   wait_for 20 sh -c "grep '\"value\":\"$container\"' '$work/calls/cleanup.sh.log' | grep -q '\"container_config\":{'"
+# Mesos calls update when a task lands on its executor: requests as an array; limits an object (1.9: none).
+updated() {
+  local envelope
+  envelope=$(grep "\"value\":\"$container\"" "$work/calls/update.sh.log" | tail -n 1)
+  echo "$envelope" | cut -c 1-300
+  echo "$envelope" | jq -e --arg mesos "${mesos_version#mesos }" '
+    .container_id.value != null and (.container_config | type) == "object"
+    and (.resource_requests | type) == "array" and any(.resource_requests[]; .name == "cpus")
+    and (.resource_limits | type) == "object"
+    and (if ($mesos | startswith("1.9.")) then .resource_limits == {} else true end)'
+}
+check "update got the container id, its config, the requests and the limits (none in 1.9)" wait_for 10 updated
 check "the executor environment decorator got the executor_info" grep -q '"executor_info":' "$work/calls/environment.sh.log"
 check "the remove-executor hook was called for the executor" \
   wait_for 30 grep -q '"executor_id":{"value":"hello"' "$work/calls/remove_executor.sh.log"
@@ -464,6 +507,11 @@ worker_once() {
   [ "$(wc -l < "$work/worker.starts")" -eq 1 ] && [ "$(wc -l < "$work/worker.served")" -ge 10 ]
 }
 check "worker mode: one worker process served every usage request" worker_once
+helper_used() {
+  cat "$work/worker.helper"
+  if [ -n "${MCM_IT_CLI:-}" ]; then ! grep -q "^$repo/" "$work/worker.helper"; else grep -q "^$repo/examples/lib/" "$work/worker.helper"; fi
+}
+check "worker mode: the worker imported the ${MCM_IT_CLI:+installed }Python helper" helper_used
 worker_pid=$(head -n 1 "$work/worker.starts")
 worker_percentiles() {
   curl -sf "http://$agent/metrics/snapshot" | jq -e '

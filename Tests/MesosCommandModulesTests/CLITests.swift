@@ -31,7 +31,8 @@ import Testing
     }
 
     @Test func validateAcceptsTheExamples() {
-        let result = runCLI(["validate", "examples/modules.json"])
+        // The checkout's manifest names the library where the package installs it: not here.
+        let result = runCLI(["validate", "--skip-library", "examples/modules.json"])
         #expect(result.status == 0, "\(result.stdout)")
         #expect(result.stdout.contains("ok    com_criteo_mesos_CommandHook (module_name 'example_hook'): 11 command(s)"))
         #expect(result.stdout.contains("ok    com_criteo_mesos_CommandIsolator (module_name 'example_isolator'): 8 command(s)"))
@@ -48,7 +49,7 @@ import Testing
     }
 
     @Test func validatePrintsEachRuleAsItUnderstoodIt() {
-        let result = runCLI(["validate", "examples/modules.json"])
+        let result = runCLI(["validate", "--skip-library", "examples/modules.json"])
         #expect(result.stdout.contains("\n          when label:team~search|ml; role=web\n"), "\(result.stdout)")
         #expect(result.stdout.contains("\n            = runs only when the task's or executor's label 'team' matches "
             + "/search|ml/ and a role (the framework's, or its resources' allocation) is 'web'\n"))
@@ -123,12 +124,12 @@ import Testing
         sandbox.write(path, """
             {"libraries":[{"file":"/x.so","modules":[
               {"name":"com_criteo_mesos_CommandHook","parameters":[{"key":"module_name","value":"a"}]},
-              {"name":"com_criteo_mesos_CommandHook","parameters":[{"key":"module_name","value":"a"}]}]}]}
+              {"name":"com_criteo_mesos_CommandHook2","parameters":[{"key":"module_name","value":"a"}]}]}]}
             """)
-        let result = runCLI(["validate", path])
+        let result = runCLI(["validate", "--skip-library", path])
         #expect(result.status == 1)
-        #expect(result.stdout.contains("is used twice"))
-        #expect(result.stdout.contains("module_name 'a' is already used"))
+        #expect(result.stdout.contains("error: module_name 'a' is already used by com_criteo_mesos_CommandHook: logs, "
+            + "metrics and state would mix"), "\(result.stdout)")
     }
 
     @Test(arguments: Event.allCases)
@@ -233,8 +234,9 @@ import Testing
     @Test func aCommandNamedWithoutASlashLoadsValidatesAndRunsFromPATH() throws {
         let path = manifest([("module_name", "h"), ("hook_slave_remove_executor_hook_command", "true")],
                             name: "com_criteo_mesos_CommandHook")
-        let validate = runCLI(["validate", path])
+        let validate = runCLI(["validate", "--skip-library", path])
         #expect(validate.status == 0, "\(validate.stdout)")
+        #expect(!validate.stdout.contains("relative"), "a name looked up in PATH is not a relative path")
         #expect(validate.stdout.contains("hook_slave_remove_executor_hook → /usr/bin/true"), "\(validate.stdout)")
         #expect(validate.stdout.contains("note: parameter 'hook_slave_remove_executor_hook_command': 'true' found in PATH: /usr/bin/true"))
         let run = runCLI(["run", "hook_slave_remove_executor_hook", "--manifest", path, "--module", "h"])
@@ -246,7 +248,7 @@ import Testing
         let path = manifest([("module_name", "m"), ("hook_master_launch_task_label_decorator_command", script),
                              ("hook_master_slave_lost_hook_command", script), ("hook_master_slave_lost_hook_timeout", "2")],
                             name: "com_criteo_mesos_CommandHook")
-        let result = runCLI(["validate", path])
+        let result = runCLI(["validate", "--skip-library", path])
         #expect(result.status == 0)
         #expect(result.stdout.contains("warning: parameter 'hook_master_launch_task_label_decorator_timeout': 30s (the default) "
             + "is long for a master hook: the master runs it on its only actor, so every offer, launch and status update of "

@@ -157,6 +157,12 @@ double mcm_module_metric(const mcm_module *module, const char *event_key, mcm_me
 /* Releases memory this library returned as malloc'd. */
 void mcm_free(void *pointer);
 
+/* The build identity of the library the engine was linked into (static text: "mesos-command-modules build
+   identity\nversion=…\nmesos_version=…\nmesos_commit=…\n"; mesos/link-module.sh puts it in the
+   `.mesos_command_modules` section, where `mesos-command-modules inspect` reads it without loading the library),
+   or NULL in a program linked without it. */
+const char *mcm_build_identity(void);
+
 #ifdef __cplusplus
 }
 #endif

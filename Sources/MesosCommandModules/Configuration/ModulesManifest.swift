@@ -4,8 +4,11 @@ public struct ModulesManifest: Sendable {
     public struct Module: Sendable {
         /// The Mesos module name, e.g. `com_criteo_mesos_CommandHook2`.
         public var name: String
-        /// The library file the module is loaded from.
+        /// The library file the module is loaded from (`lib<name>.so` for a library given by `name`, as Mesos
+        /// expands it).
         public var library: String
+        /// Whether the library is given by `name` (found by the dynamic loader) rather than by `file`.
+        public var libraryByName = false
         public var parameters: [(key: String, value: String)]
 
         /// Hook or isolator, if the module is one of ours.
@@ -32,7 +35,8 @@ public struct ModulesManifest: Sendable {
         }
         var modules: [Module] = []
         for (l, library) in libraries.enumerated() {
-            let file = library["file"]?.stringValue ?? library["name"]?.stringValue ?? ""
+            let libraryName = library["file"] == nil ? library["name"]?.stringValue : nil
+            let file = library["file"]?.stringValue ?? libraryName.map { "lib\($0).so" } ?? ""
             for (m, module) in (library["modules"]?.arrayValue ?? []).enumerated() {
                 guard let name = module["name"]?.stringValue else {
                     throw ManifestError("libraries[\(l)].modules[\(m)] has no \"name\"")
@@ -47,7 +51,8 @@ public struct ModulesManifest: Sendable {
                     }
                     parameters.append((key, value))
                 }
-                modules.append(Module(name: name, library: file, parameters: parameters))
+                modules.append(Module(name: name, library: file, libraryByName: libraryName != nil,
+                                      parameters: parameters))
             }
         }
         self.modules = modules
@@ -82,4 +87,11 @@ public struct ModulesManifest: Sendable {
 public struct ManifestError: Error, Sendable, CustomStringConvertible {
     public var description: String
     init(_ description: String) { self.description = description }
+}
+
+extension ModuleKind {
+    /// The module name of ours closest to `name` and how many edits apart they are, for a did-you-mean.
+    public static func closestModuleName(to name: String) -> (name: String, distance: Int) {
+        allCases.flatMap(\.moduleNames).map { ($0, ParameterReader.editDistance(name, $0)) }.min { $0.1 < $1.1 }!
+    }
 }
