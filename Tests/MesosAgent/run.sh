@@ -165,22 +165,30 @@ script ruled_prepare.sh ''
 # Installed (MCM_IT_CLI): the package's helper, as the system's python3 finds it.
 helper_path="sys.path.insert(0, \"$repo/examples/lib\")" python=/usr/bin/env\ python3
 [ -n "${MCM_IT_CLI:-}" ] && helper_path="# the installed helper" python=/usr/bin/python3
-cat > "$work/scripts/usage_worker.py" <<EOF
+# It starts a helper (a cache daemon, say) in its process group, and notes its pid too. usage_worker NET_TX FILE
+# writes it answering NET_TX as net_tx_bytes: a deployment replaces it with another number.
+usage_worker() {
+  cat > "$2" <<EOF
 #!$python
-import os, sys
+import os, subprocess, sys
 $helper_path
 import mesos_command_modules as mcm
 with open("$work/worker.helper", "w") as f:
     f.write(mcm.__file__ + "\\n")
 with open("$work/worker.starts", "a") as f:
     f.write("%d\\n" % os.getpid())
+helper = subprocess.Popen(["sleep", "1000"])
+with open("$work/worker.helpers", "a") as f:
+    f.write("%d\\n" % helper.pid)
 def usage(envelope, event):
     with open("$work/worker.served", "a") as f:
         f.write(envelope["container_id"]["value"] + "\\n")
-    return {"net_tx_bytes": 7777}
+    return {"net_tx_bytes": $1}
 mcm.serve(usage)
 EOF
-chmod +x "$work/scripts/usage_worker.py"
+  chmod +x "$2"
+}
+usage_worker 7777 "$work/scripts/usage_worker.py"
 
 cat > "$work/modules.json" <<EOF
 {"libraries": [{"file": "$module", "modules": [
@@ -544,12 +552,46 @@ rule_skipped() {
 }
 check "when: it did not run for the task its rule skips (mcm_rule=no), and the skip is counted" rule_skipped
 
+echo "# worker mode: a deployment replaces the worker's script while the agent runs (written beside, renamed over)"
+usage_failures() { curl -sf "http://$agent/metrics/snapshot" | jq '.["command_modules/it_worker/isolator_usage/failures"]'; }
+failures_before=$(usage_failures)
+usage_worker 8888 "$work/scripts/usage_worker.py.new"
+mv "$work/scripts/usage_worker.py.new" "$work/scripts/usage_worker.py"
+deployed() {
+  curl -sf --max-time 20 "http://$agent/monitor/statistics" \
+    | jq -e '.[] | select(.executor_id == "long") | .statistics.net_tx_bytes == 8888'
+}
+check "worker mode: the first /monitor/statistics after the deployment has the new script's numbers" deployed
+no_failed_usage() {
+  echo "usage failures before: $failures_before, after: $(usage_failures); $(wc -l < "$work/worker.starts") worker starts"
+  [ "$(usage_failures)" = "$failures_before" ] && [ "$(wc -l < "$work/worker.starts")" -eq 2 ] \
+    && grep -q "usage_worker.py.*reload" "$agent_log"
+}
+check "worker mode: no usage failed for the deployment, one fresh worker, and the reload is logged" no_failed_usage
+old_helper=$(head -n 1 "$work/worker.helpers")
+check "worker mode: the replaced worker's helper went with its group" wait_for 10 sh -c "! kill -0 $old_helper"
+worker_pid=$(tail -n 1 "$work/worker.starts")
+worker_helper=$(tail -n 1 "$work/worker.helpers")
+
 echo "# an agent crash with checkpointed tasks running, one of them having lost its state file"
 rm -f "$work/state/it_isolator/$lost_container"
 stop_agent KILL
 check "worker mode: the worker is gone once the agent is (killed)" wait_for 10 sh -c "! kill -0 $worker_pid"
 start_agent "$isolation"
 check "the restarted agent recovers and re-registers" wait_for 60 registered
+group_gone() {  # group_gone PGID: no live process is in that process group
+  local group=$1 stat fields
+  for stat in /proc/[0-9]*/stat; do
+    fields=$(cat "$stat" 2>/dev/null) || continue
+    fields=${fields##*) }
+    # shellcheck disable=SC2086 # the fields after the command name: state ppid pgrp …
+    set -- $fields
+    if [ "$3" = "$group" ] && [ "$1" != Z ]; then echo "left in group $group: ${stat%/stat}"; return 1; fi
+  done
+}
+gone_with_group() { ! kill -0 "$worker_helper" 2>/dev/null && group_gone "$worker_pid"; }
+check "worker mode: nothing of the crashed agent's worker group is left once the module is loaded again" \
+  wait_for 10 gone_with_group
 check "recover got the running container in its states" \
   wait_for 30 grep -q "\"value\":\"$long_container\"" "$work/calls/recover.sh.log"
 sleep 4
