@@ -19,6 +19,7 @@ final class WorkerPool: Sendable {
     private let gracePeriod: Double
     private let lineLimit: Int
     private let logger: Logger
+    private let records: WorkerRecords?
     private let slots: FairPool<Int>
     private let processes: Mutex<[Handle?]>
     private let health = Mutex(Health())
@@ -48,9 +49,11 @@ final class WorkerPool: Sendable {
         failures <= 1 ? 0 : min(0.5 * Double(1 << min(failures - 2, 10)), 30)
     }
 
-    init(path: String, count: Int, gracePeriod: Double, outputMaxBytes: Int, logger: Logger) {
+    init(path: String, count: Int, gracePeriod: Double, outputMaxBytes: Int, records: WorkerRecords? = nil,
+         logger: Logger) {
         self.path = path
         self.count = count
+        self.records = records
         self.gracePeriod = gracePeriod
         // An answer line holds the output and a few members around it.
         self.lineLimit = outputMaxBytes + 4096
@@ -211,7 +214,8 @@ final class WorkerPool: Sendable {
         }
     }
 
-    /// Starts a worker on the loop thread (whose life its PR_SET_PDEATHSIG follows).
+    /// Starts a worker on the loop thread (whose life its PR_SET_PDEATHSIG follows), and records it (see
+    /// ``WorkerRecords``).
     private func start(_ slot: Int, on loop: EventLoop) -> Result<Handle, CommandError> {
         var stdin: [Int32] = [-1, -1]
         var stdout: [Int32] = [-1, -1]
@@ -223,8 +227,11 @@ final class WorkerPool: Sendable {
         }
         var pid: pid_t = 0
         var report: Int32 = -1
+        let records = self.records
+        // The token lets the next start tell this worker's children from processes that reuse their pids.
+        let environment = ["MESOS_COMMAND_MODULES_PROTOCOL=\(Self.protocolVersion)"] + (records.map { [$0.tokenEntry] } ?? [])
         let spawnError = withCStringArray([path]) { argv in
-            withCStringArray(["MESOS_COMMAND_MODULES_PROTOCOL=\(Self.protocolVersion)"]) { extra in
+            withCStringArray(environment) { extra in
                 mcm_spawn_worker(path, argv, extra, stdin[0], stdout[1], stderr[1], &pid, &report)
             }
         }
@@ -235,6 +242,8 @@ final class WorkerPool: Sendable {
             for fd in [stdin[1], stdout[0], stderr[0]] { close(fd) }
             return .failure(failure(.cannotStart(errno: spawnError)))
         }
+        records?.record(pid)
+        let leader = pid
         let id = loop.makeClientID()
         let name = path.split(separator: "/").last.map(String.init) ?? path
         let logger = self.logger
@@ -246,7 +255,10 @@ final class WorkerPool: Sendable {
                 if warning { logger.warning("\(message)") } else { logger.info("\(message)") }
             },
             gone: { [weak self] failure in self?.gone(slot, id: id, failure) },
-            reaped: { [weak self] in self?.alive.subtract(1, ordering: .relaxed) })
+            reaped: { [weak self] in
+                records?.forget(leader)
+                self?.alive.subtract(1, ordering: .relaxed)
+            })
         alive.add(1, ordering: .relaxed)
         let handle = Handle(id: id, process: process)
         processes.withLock { $0[slot] = handle }
@@ -308,45 +320,4 @@ final class WorkerPool: Sendable {
 
     /// The pids of the running workers (for tests and the CLI).
     var pids: [pid_t] { processes.withLock { $0.compactMap { $0?.process.group.pid } } }
-}
-
-/// A worker's answer line, checked against the protocol: `{"id": <the request's id>, "output": <JSON or null>}`
-/// or `{"id": …, "error": "<cause>"}`.
-enum WorkerAnswer {
-    case output(JSONValue?)
-    case error(String)
-    /// What is wrong with the line, for `Command "<path>" (worker) <what>.`
-    case invalid(String)
-
-    init(parsing line: [UInt8], requestID: UInt64) {
-        // Only a line at fault is quoted: a good answer costs no copy of it.
-        var quoted: String { String(decoding: line.prefix(200), as: UTF8.self) + (line.count > 200 ? "…" : "") }
-        let value: JSONValue
-        // What the operator needs is the line itself (a stray print() in the script, most of the time), not
-        // the parser's view of it.
-        guard let parsed = try? JSONValue(parsing: line) else {
-            self = .invalid("wrote a line that is not JSON: \(quoted)")
-            return
-        }
-        value = parsed
-        guard case .object = value else {
-            self = .invalid("wrote a line that is not a JSON object: \(quoted)")
-            return
-        }
-        guard let id = value["id"] else {
-            self = .invalid("wrote an answer without an id: \(quoted)")
-            return
-        }
-        guard case .number(let text) = id, UInt64(text) == requestID else {
-            self = .invalid("answered id \(id.jsonText) to request \(requestID)")
-            return
-        }
-        if let error = value["error"] {
-            self = .error(error.stringValue ?? error.jsonText)
-        } else if let output = value["output"] {
-            self = .output(output == .null ? nil : output)
-        } else {
-            self = .invalid("wrote an answer with neither \"output\" nor \"error\": \(quoted)")
-        }
-    }
 }
