@@ -14,9 +14,12 @@ extension WorkerPool {
         let records = try WorkerRecords(parent: parent, moduleName: configuration.moduleName, logger: logger)
         var pools: [String: WorkerPool] = [:]
         for (path, commands) in byPath {
+            let limited = commands.filter { $0.workerMaxEvents != nil }.min { $0.event.key < $1.event.key }
             pools[path] = WorkerPool(
                 path: path, count: commands.map(\.workers).max() ?? 1, gracePeriod: configuration.gracePeriod,
-                outputMaxBytes: configuration.outputMaxBytes, records: records, logger: logger)
+                outputMaxBytes: configuration.outputMaxBytes,
+                maxEvents: limited.flatMap { command in command.workerMaxEvents.map { ($0, command.event.key + "_worker_max_events") } },
+                records: records, logger: logger)
         }
         return pools
     }
