@@ -90,7 +90,7 @@ static void become_worker(const char *path, char *const argv[], char *const envp
         sigaction(sig, &action, NULL); /* SIGKILL, SIGSTOP and glibc's own signals fail harmlessly */
     }
     setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(127); /* the agent died before prctl */
     /* Move the three fds above 2 first, so that dup2 onto 0, 1, 2 cannot clobber one of them. */
     int high[3];
@@ -159,6 +159,17 @@ int mcm_pidfd_open(pid_t pid) {
 #ifdef SYS_pidfd_open
     return (int)syscall(SYS_pidfd_open, pid, 0);
 #else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int mcm_pidfd_send_signal(int pidfd, int sig) {
+#ifdef SYS_pidfd_send_signal
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+#else
+    (void)pidfd;
+    (void)sig;
     errno = ENOSYS;
     return -1;
 #endif

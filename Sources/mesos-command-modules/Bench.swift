@@ -9,7 +9,8 @@ struct Bench: AsyncParsableCommand {
         discussion: """
             In one run, on the same script: the floor (bare posix_spawn + waitpid, sequentially) against the \
             engine's whole isolator_usage event (envelope, temporary files, spawn, wait, read, parse, cleanup), \
-            with p50, p99 and their ratios; throughput with 1, 8 and 64 events in flight; the wall time of 16 \
+            with p50, p99 and their ratios; worker mode, with what its per-event deployment check costs; \
+            throughput with 1, 8 and 64 events in flight; the wall time of 16 \
             concurrent one-second prepares; and a soak's resident memory and open fds before and after. Build \
             with -c release for meaningful numbers.
             """)
@@ -122,6 +123,9 @@ struct Bench: AsyncParsableCommand {
         let back = try await backToBack(warmUp: events / 10) { _ = try await module.usage(containerID: Self.container) }
         print("  worker event p50 / p99, back to back:                             \(ms(back.p50)) / \(ms(back.p99))"
             + "  → \(ratio(back.p50 / floor.p50)) / \(ratio(back.p99 / floor.p99)) × the floor")
+        let check = measureChangeDetection(worker)
+        print("  of which the deployment check (one stat of the command file):   \(us(check.p50)) / \(us(check.p99))"
+            + "  → \(format2(check.p50 / back.p50 * 100)) % of the back-to-back p50")
         _ = try await measureThroughput(module, inFlight: 8, events: 5000)  // warm-up: the workers, their CPUs
         for inFlight in [1, 8] {
             let perSecond = try await measureThroughput(module, inFlight: inFlight, events: max(throughputEvents, 50000))
@@ -148,6 +152,21 @@ struct Bench: AsyncParsableCommand {
         let (e, w) = (Percentiles(execTimes), Percentiles(workerTimes))
         print("  examples/isolator/usage.py: exec p50 \(ms(e.p50)), worker p50 \(ms(w.p50)) → \(ratio(e.p50 / w.p50)) × faster "
             + "(p99 \(ms(e.p99)) / \(ms(w.p99)))")
+    }
+
+    /// What noticing a deployment costs each worker event: the check a worker pool makes before handing an event
+    /// to a worker (``CommandFileWatch``), timed in batches of 1000 (a clock read per call would weigh as much).
+    func measureChangeDetection(_ path: String) -> Percentiles {
+        let watch = CommandFileWatch(path: path, logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() })
+        var generations = 0
+        var batches: [Double] = []
+        for _ in 0..<max(events / 10, 50) {
+            let start = ContinuousClock.now
+            for _ in 0..<1000 { generations &+= watch.generation() }
+            batches.append(seconds(ContinuousClock.now - start) / 1000)
+        }
+        if generations != 0 { print("  (the command file changed during the measurement)") }
+        return Percentiles(batches)
     }
 
     /// What an event skipped by its `<event>_when` rule costs — decided in the module, no process started.

@@ -538,34 +538,47 @@ static int check_out_of_fds(int free_fds) {
     return failed == 0 ? 0 : 1;
 }
 
-/* `worker-orphan SCRIPT`: starts SCRIPT as a usage worker, runs one event, and dies without destroying the
-   module: the worker must not outlive this process. */
-static int orphan_a_worker(const char *worker) {
-    const char *keys[] = {"isolator_usage_command", "isolator_usage_mode"};
-    const char *values[] = {worker, "worker"};
+/* A SIGTERM handler as glog's (what a Mesos agent has): it resets the handler and raises the signal again, so
+   the process dies at once — no module is destroyed, no destructor runs. */
+static void die_like_glog(int sig) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* `worker-host TEMP_DIR STATE_DIR USAGE_WORKER STATUS_WORKER`: an agent stand-in. Loads an isolator module named
+   abi_host whose usage and status run in worker mode, runs one event of each (starting both workers), prints
+   "ready" and waits to be killed (SIGKILL, or SIGTERM handled as glog does), never destroying the module. */
+static int host_workers(const char *temp_dir, const char *state_dir, const char *usage, const char *status) {
+    signal(SIGTERM, die_like_glog);
+    const char *keys[] = {"module_name", "temp_dir", "state_dir", "isolator_usage_command", "isolator_usage_mode",
+                          "isolator_status_command", "isolator_status_mode", "grace_period"};
+    const char *values[] = {"abi_host", temp_dir, state_dir, usage, "worker", status, "worker", "0.5"};
     char *error = NULL;
-    mcm_module *m = create_isolator("abi_orphan", "state", keys, values, 2, &error);
+    mcm_module *m = create(MCM_KIND_ISOLATOR, keys, values, 8, &error);
     if (!m) {
         printf("not ok - create: %s\n", error ? error : "");
         return 1;
     }
     mcm_fragment id_only[] = {fragment("container_id", container)};
-    waiter w;
-    run(m, "isolator_usage", id_only, 1, &w);
-    int ok = wait_for(&w, 20) && w.status == MCM_STATUS_RESULT;
-    printf("%s - worker-orphan: the worker answered: %d %s\n", ok ? "ok" : "not ok", w.status, w.data);
+    waiter u, s;
+    run(m, "isolator_usage", id_only, 1, &u);
+    run(m, "isolator_status", id_only, 1, &s);
+    int ok = wait_for(&u, 20) && u.status == MCM_STATUS_RESULT && wait_for(&s, 20) && s.status == MCM_STATUS_RESULT;
+    printf("%s - worker-host: both workers answered: %d %s / %d %s\n", ok ? "ready" : "not ok", u.status, u.data,
+           s.status, s.data);
     fflush(stdout);
-    _exit(ok ? 0 : 1);
+    if (!ok) return 1;
+    for (;;) pause();
 }
 
 int main(int argc, char **argv) {
+    if (argc == 6 && strcmp(argv[1], "worker-host") == 0) return host_workers(argv[2], argv[3], argv[4], argv[5]);
     snprintf(dir, sizeof dir, "%s/mcm-abi-check.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 2;
     }
     if (argc == 3 && strcmp(argv[1], "emfile") == 0) return check_out_of_fds(atoi(argv[2]));
-    if (argc == 3 && strcmp(argv[1], "worker-orphan") == 0) return orphan_a_worker(argv[2]);
     check_bad_parameters();
     check_hooks();
     check_isolator();

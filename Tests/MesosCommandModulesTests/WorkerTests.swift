@@ -396,15 +396,4 @@ import Testing
         #expect(message(result) == "Command \"\(script)\" (worker) was stopped: the module is going away.")
         #expect(await eventually(within: 3) { zombieChildren().isEmpty })
     }
-
-    /// A worker never outlives the host process, even one that ignores the end of its stdin: it gets SIGKILL
-    /// when the thread that started it dies (the engine's event loop thread lives as long as the process).
-    @Test func aWorkerNeverOutlivesTheHostProcess() async throws {
-        let stubborn = bashWorker("orphan.sh", #"printf '{"id":%s,"output":null}\n' "$id""#,
-                                  prologue: "trap '' TERM HUP PIPE", epilogue: "while :; do sleep 0.1; done")
-        let (status, output) = runABICheck(["worker-orphan", stubborn], timeout: 30)
-        #expect(status == 0, "\(output)")
-        let pid = try #require(pids(stubborn).first)
-        #expect(await eventually(within: 3) { kill(pid, 0) != 0 }, "the worker of a dead host is gone")
-    }
 }

@@ -16,9 +16,10 @@ extern "C" {
 int mcm_spawn(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
               int stderr_fd, pid_t *pid);
 
-/// As mcm_spawn, for a long-lived worker: the child also gets SIGKILL when the thread that started it dies
-/// (PR_SET_PDEATHSIG), so a worker never outlives the agent even if it ignores the end of its stdin. Call it
-/// from a thread that lives as long as the process. Uses fork (posix_spawn cannot set a death signal); the
+/// As mcm_spawn, for a long-lived worker: the child also gets SIGTERM when the thread that started it dies
+/// (PR_SET_PDEATHSIG) — when the agent dies without destroying the module, the kernel tells the worker to end
+/// (besides the end of its stdin); what ignores it is killed at the module's next start. Call it from a thread
+/// that lives as long as the process. Uses fork (posix_spawn cannot set a death signal); the
 /// child makes only async-signal-safe calls before exec. Returns at once: `*report_fd` (non-blocking) reads end
 /// of file once exec(2) succeeded, or its errno (4 bytes) if it failed — an exec stuck in the kernel does not
 /// block the caller.
@@ -28,6 +29,10 @@ int mcm_spawn_worker(const char *path, char *const argv[], char *const extra_env
 /// pidfd_open(2): a file descriptor that becomes readable when `pid` exits. -1 with errno on failure
 /// (ENOSYS before Linux 5.3).
 int mcm_pidfd_open(pid_t pid);
+
+/// pidfd_send_signal(2): sends `sig` to the very process `pidfd` was opened on — never to a process that reused
+/// its pid. -1 with errno on failure (ENOSYS before Linux 5.1; ESRCH once it has exited).
+int mcm_pidfd_send_signal(int pidfd, int sig);
 
 /// Whether `pid` (our child) has exited, without reaping it: 1 exited, 0 still running, -1 with errno (ECHILD:
 /// it is not, or no longer, our child — e.g. SIGCHLD is ignored and the kernel reaped it).

@@ -15,6 +15,9 @@ public struct CommandConfiguration: Sendable, Equatable {
     public var mode: CommandMode = .exec
     /// `<key>_workers`: in worker mode, how many worker processes serve the events sharing this command.
     public var workers = 1
+    /// `<key>_worker_max_events`: in worker mode, how many events a worker serves before a fresh one replaces it
+    /// (nil: no limit) — for scripts that leak.
+    public var workerMaxEvents: Int?
 
     public init(event: Event, path: String, timeout: Double = ModuleConfiguration.defaultTimeout,
                 failurePolicy: FailurePolicy? = nil, rule: Rule? = nil) {
@@ -28,7 +31,7 @@ public struct CommandConfiguration: Sendable, Equatable {
     public static func == (lhs: CommandConfiguration, rhs: CommandConfiguration) -> Bool {
         lhs.event == rhs.event && lhs.path == rhs.path && lhs.timeout == rhs.timeout
             && lhs.failurePolicy == rhs.failurePolicy && lhs.rule?.text == rhs.rule?.text && lhs.mode == rhs.mode
-            && lhs.workers == rhs.workers
+            && lhs.workers == rhs.workers && lhs.workerMaxEvents == rhs.workerMaxEvents
     }
 }
 

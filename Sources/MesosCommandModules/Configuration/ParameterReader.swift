@@ -11,8 +11,10 @@ struct ParameterReader {
     var notes: [ConfigurationIssue] = []
     /// Which events set `<event>_workers` themselves.
     var workersGiven: [Event: Bool] = [:]
+    /// Which events set `<event>_worker_max_events` themselves.
+    var maxEventsGiven: [Event: Bool] = [:]
 
-    static let commandSuffixes = ["_command", "_timeout", "_failure_policy", "_when", "_mode", "_workers"]
+    static let commandSuffixes = ["_command", "_timeout", "_failure_policy", "_when", "_mode", "_workers", "_worker_max_events"]
     static let globalKeys = [
         "module_name", "debug", "isolator_watch_frequence", "isolator_watch_frequency", "grace_period", "state_dir",
         "temp_dir", "output_max_bytes", "max_in_flight",
@@ -226,9 +228,10 @@ struct ParameterReader {
             }
         }
         let workers = workers(event.key + "_workers")
-        if workers != nil && mode != .worker {
+        let maxEvents = count(event.key + "_worker_max_events")
+        for (key, given) in [("_workers", workers != nil), ("_worker_max_events", maxEvents != nil)] where given && mode != .worker {
             warnings.append(ConfigurationIssue(
-                key: event.key + "_workers", message: "applies to \(event.key)_mode=worker only; ignored in exec mode"))
+                key: event.key + key, message: "applies to \(event.key)_mode=worker only; ignored in exec mode"))
         }
         // An empty command is "not handled", as in the seed.
         guard let given = values[commandKey], !given.isEmpty else {
@@ -242,12 +245,15 @@ struct ParameterReader {
         var command = CommandConfiguration(event: event, path: path, timeout: timeout, failurePolicy: policy, rule: rule)
         command.mode = mode
         command.workers = workers ?? 1
+        command.workerMaxEvents = maxEvents
         workersGiven[event] = workers != nil
+        maxEventsGiven[event] = maxEvents != nil
         return command
     }
 
     /// Events of one module in worker mode whose command is the same file share its workers: they must agree on
-    /// how many (the default, 1, gives way to a number one of them sets).
+    /// how many (the default, 1, gives way to a number one of them sets), and on how many events each serves
+    /// (no limit gives way to the limit one of them sets).
     mutating func checkSharedWorkers(_ commands: Dictionary<Event, CommandConfiguration>.Values) {
         let shared = Dictionary(grouping: commands.filter { $0.mode == .worker }, by: \.path)
         for (_, group) in shared where group.count > 1 {
@@ -256,6 +262,14 @@ struct ParameterReader {
             for other in given.dropFirst() where other.workers != first.workers {
                 error(other.event.key + "_workers",
                       "\(other.workers) differs from \(first.event.key)_workers=\(first.workers), and both events share the worker '\(first.path)'")
+            }
+        }
+        for (_, group) in shared where group.count > 1 {
+            let given = group.filter { maxEventsGiven[$0.event] == true }.sorted { $0.event.key < $1.event.key }
+            guard let first = given.first, let limit = first.workerMaxEvents else { continue }
+            for other in given.dropFirst() where other.workerMaxEvents != limit {
+                error(other.event.key + "_worker_max_events",
+                      "\(other.workerMaxEvents ?? 0) differs from \(first.event.key)_worker_max_events=\(limit), and both events share the worker '\(first.path)'")
             }
         }
     }

@@ -39,14 +39,7 @@ struct EventRunner: Sendable {
         self.logger = logger
         self.metrics = metrics
         self.slots = FairPool(items: Array(repeating: (), count: configuration.maxInFlight))
-        var workers: [String: WorkerPool] = [:]
-        let byPath = Dictionary(grouping: configuration.commands.values.filter { $0.mode == .worker }, by: \.path)
-        for (path, commands) in byPath {
-            workers[path] = WorkerPool(
-                path: path, count: commands.map(\.workers).max() ?? 1, gracePeriod: configuration.gracePeriod,
-                outputMaxBytes: configuration.outputMaxBytes, logger: logger)
-        }
-        self.workers = workers
+        self.workers = try WorkerPool.pools(for: configuration, logger: logger)
     }
 
     /// Closes the workers' stdin and waits up to the grace period (and a little) for them to be gone: killed

@@ -99,9 +99,8 @@ final class TemporaryArea: Sendable {
     private let nextFile = Atomic<UInt64>(0)
 
     init(parent: String, moduleName: String, logger: Logger) throws(CommandError.Setup) {
-        let safeName = String(moduleName.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
         self.parent = parent
-        self.prefix = "mesos-command-modules.\(safeName)."
+        self.prefix = "mesos-command-modules.\(Self.safeName(moduleName))."
         self.logger = logger
         try Self.prepareParent(parent)
         Self.removeDirectoriesOfDeadProcesses(in: parent, prefix: prefix)
@@ -110,6 +109,11 @@ final class TemporaryArea: Sendable {
 
     deinit {
         current.withLock { Self.retire($0) }
+    }
+
+    /// `module_name` as it can appear in a file name: letters, digits, `-` and `_`; anything else becomes `_`.
+    static func safeName(_ moduleName: String) -> String {
+        String(moduleName.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
     }
 
     /// The directory in use now.
@@ -184,12 +188,13 @@ final class TemporaryArea: Sendable {
     }
 
     /// Removes a directory this process made and no longer uses.
-    private static func retire(_ directory: Directory) {
+    static func retire(_ directory: Directory) {
         directory.removeAll()
         _ = inUse.withLock { $0.remove(directory.path) }
     }
 
-    private static func makeDirectory(in parent: String, prefix: String) throws(CommandError.Setup) -> Directory {
+    /// Makes `<parent>/<prefix><this pid>.XXXXXX`, 0700, and opens it; this process uses it until `retire`.
+    static func makeDirectory(in parent: String, prefix: String) throws(CommandError.Setup) -> Directory {
         var template = Array("\(parent)/\(prefix)\(getpid()).XXXXXX".utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw CommandError.Setup(
@@ -250,22 +255,34 @@ final class TemporaryArea: Sendable {
     /// pid is this process's but which it does not use (a crashed agent's, in a pid namespace) — with what its
     /// commands left in them.
     static func removeDirectoriesOfDeadProcesses(in parent: String, prefix: String) {
-        let me = getpid()
+        for (pid, directory) in privateDirectories(in: parent, prefix: prefix) where processIsGone(pid, directory) {
+            directory.removeAll()
+        }
+    }
+
+    /// The directories `<parent>/<prefix><pid>.*` that are provably made by a module of this user: directories
+    /// (opened without following a link) owned by the agent's user, mode 0700 — with the pid in their name.
+    static func privateDirectories(in parent: String, prefix: String) -> [(pid: pid_t, directory: Directory)] {
+        var found: [(pid: pid_t, directory: Directory)] = []
         for name in FileIO.entries(parent) where name.hasPrefix(prefix) {
             let rest = name.dropFirst(prefix.count)
             guard let dot = rest.firstIndex(of: "."), let pid = pid_t(rest[..<dot]), pid > 0 else { continue }
-            let gone = pid == me ? !inUse.withLock { $0.contains(parent + "/" + name) } : kill(pid, 0) != 0 && errno == ESRCH
-            guard gone else { continue }
-            // Only our own private directories, opened without following a link.
             let path = parent + "/" + name
             let fd = mcm_open_directory(path)
             guard fd >= 0 else { continue }
             var info = stat()
             if fstat(fd, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o7777 == 0o700 {
-                Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino)).removeAll()
+                found.append((pid, Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))))
             } else {
                 close(fd)
             }
         }
+        return found
+    }
+
+    /// Whether the process that made `directory` (named with its `pid`) is gone: no process has that pid, or it is
+    /// this process but the directory is none of those it uses (a crashed agent's, in a pid namespace).
+    static func processIsGone(_ pid: pid_t, _ directory: Directory) -> Bool {
+        pid == getpid() ? !inUse.withLock { $0.contains(directory.path) } : kill(pid, 0) != 0 && errno == ESRCH
     }
 }

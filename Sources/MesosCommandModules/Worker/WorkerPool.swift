@@ -10,15 +10,26 @@ import Synchronization
 /// A worker that fails (times out, exits, crashes, breaks the protocol) is stopped and a fresh one starts for
 /// the next event; after repeated failures the restarts back off exponentially, and events fail at once
 /// meanwhile, naming the last failure. No event ever waits on a dead worker.
+///
+/// A worker is also replaced, without failing anything, before its next event once the command's file changed on
+/// disk (``CommandFileWatch``) or it served `<event>_worker_max_events` events: its stdin is closed (it is idle,
+/// its last event answered), its group killed once it exits or after the grace period, and a fresh worker serves
+/// the event. Such a replacement is no failure: no backoff, not in `restarts`.
 final class WorkerPool: Sendable {
     /// The protocol a worker is started with, in `MESOS_COMMAND_MODULES_PROTOCOL`.
     static let protocolVersion = "worker/1"
 
     let path: String
     let count: Int
+    /// `<event>_worker_max_events`: events a worker serves before it is replaced (nil: no limit).
+    let maxEvents: Int?
+    /// That key, for the log.
+    private let maxEventsKey: String?
     private let gracePeriod: Double
     private let lineLimit: Int
     private let logger: Logger
+    private let file: CommandFileWatch
+    private let records: WorkerRecords?
     private let slots: FairPool<Int>
     private let processes: Mutex<[Handle?]>
     private let health = Mutex(Health())
@@ -28,11 +39,16 @@ final class WorkerPool: Sendable {
     private let alive = Atomic<Int>(0)
     /// Workers stopped after a failure (each is replaced by a fresh one for the next event).
     let restarts = Atomic<Int>(0)
+    /// Workers replaced because their command changed on disk or they served `maxEvents` events.
+    let replaced = Atomic<Int>(0)
 
-    /// A running worker: its loop client id and the process, owned by the loop thread.
+    /// A running worker: its loop client id and the process, owned by the loop thread; the generation of the
+    /// command file it was started from, and how many events it was handed.
     private struct Handle: @unchecked Sendable {
         let id: UInt64
         let process: WorkerProcess
+        let generation: Int
+        var served = 0
     }
 
     /// Consecutive failures and when the next start is allowed.
@@ -48,9 +64,14 @@ final class WorkerPool: Sendable {
         failures <= 1 ? 0 : min(0.5 * Double(1 << min(failures - 2, 10)), 30)
     }
 
-    init(path: String, count: Int, gracePeriod: Double, outputMaxBytes: Int, logger: Logger) {
+    init(path: String, count: Int, gracePeriod: Double, outputMaxBytes: Int,
+         maxEvents: (count: Int, key: String)? = nil, records: WorkerRecords? = nil, logger: Logger) {
         self.path = path
         self.count = count
+        self.maxEvents = maxEvents?.count
+        self.maxEventsKey = maxEvents?.key
+        self.file = CommandFileWatch(path: path, logger: logger)
+        self.records = records
         self.gracePeriod = gracePeriod
         // An answer line holds the output and a few members around it.
         self.lineLimit = outputMaxBytes + 4096
@@ -192,17 +213,45 @@ final class WorkerPool: Sendable {
         slots.release(slot, preferred: processes.withLock { $0[slot] != nil })
     }
 
-    /// The worker of `slot`, started if it is not running — unless repeated failures put restarts on hold: then
-    /// the event fails at once, naming the last failure.
+    /// The worker of `slot`, started if it is not running, or replaced by a fresh one if its command changed on
+    /// disk or it served `maxEvents` events — unless repeated failures put restarts on hold: then the event fails
+    /// at once, naming the last failure (a live worker due for replacement serves it meanwhile).
     private func process(in slot: Int, loop: EventLoop) async throws(CommandError) -> Handle {
-        if let handle = processes.withLock({ $0[slot] }) { return handle }
+        let generation = file.generation()
+        let maxEvents = self.maxEvents ?? .max
+        let (current, due) = processes.withLock { processes -> (Handle?, Bool) in
+            guard let handle = processes[slot] else { return (nil, false) }
+            if handle.generation == generation && handle.served < maxEvents {
+                processes[slot]?.served += 1
+                return (handle, false)
+            }
+            return (handle, true)
+        }
+        if let current, !due { return current }
         let now = MonotonicClock.now()
         let backingOff = health.withLock { health -> (Double, String)? in
             health.retryAt > now ? (Double(health.retryAt - now) / 1e9, health.lastFailure) : nil
         }
-        if let (retryIn, last) = backingOff { throw failure(.workerBackingOff(retryIn: retryIn, lastFailure: last)) }
+        if let (retryIn, last) = backingOff {
+            if let current, let handle = serveOnce(current, in: slot) { return handle }
+            throw failure(.workerBackingOff(retryIn: retryIn, lastFailure: last))
+        }
+        if let current {
+            replaced.add(1, ordering: .relaxed)
+            if current.generation == generation, let key = maxEventsKey {
+                let message = "[worker \(current.process.name), pid \(current.process.group.pid)] Served \(current.served) "
+                    + "events (\(key)=\(maxEvents)): replaced by a fresh worker"
+                logger.info("\(message)")
+            }
+        }
         let started = Completion<Result<Handle, CommandError>>()
-        loop.execute { [self] loop in started.complete(start(slot, on: loop)) }
+        let retiring = current.map { UncheckedSendable($0.process) }
+        loop.execute { [self] loop in
+            // Idle (its slot is this event's): it reads the end of its stdin and exits; its group is killed then,
+            // or after the grace period.
+            retiring?.value.shutdown(on: loop)
+            started.complete(start(slot, generation: generation, on: loop))
+        }
         switch await started.value {
         case .success(let handle): return handle
         case .failure(let error):
@@ -211,8 +260,18 @@ final class WorkerPool: Sendable {
         }
     }
 
-    /// Starts a worker on the loop thread (whose life its PR_SET_PDEATHSIG follows).
-    private func start(_ slot: Int, on loop: EventLoop) -> Result<Handle, CommandError> {
+    /// `handle`, counted one more event, if it still is the worker of `slot`.
+    private func serveOnce(_ handle: Handle, in slot: Int) -> Handle? {
+        processes.withLock { processes in
+            guard processes[slot]?.id == handle.id else { return nil }
+            processes[slot]?.served += 1
+            return processes[slot]
+        }
+    }
+
+    /// Starts a worker on the loop thread (whose life its PR_SET_PDEATHSIG follows), and records it (see
+    /// ``WorkerRecords``).
+    private func start(_ slot: Int, generation: Int, on loop: EventLoop) -> Result<Handle, CommandError> {
         var stdin: [Int32] = [-1, -1]
         var stdout: [Int32] = [-1, -1]
         var stderr: [Int32] = [-1, -1]
@@ -223,8 +282,11 @@ final class WorkerPool: Sendable {
         }
         var pid: pid_t = 0
         var report: Int32 = -1
+        let records = self.records
+        // The token lets the next start tell this worker's children from processes that reuse their pids.
+        let environment = ["MESOS_COMMAND_MODULES_PROTOCOL=\(Self.protocolVersion)"] + (records.map { [$0.tokenEntry] } ?? [])
         let spawnError = withCStringArray([path]) { argv in
-            withCStringArray(["MESOS_COMMAND_MODULES_PROTOCOL=\(Self.protocolVersion)"]) { extra in
+            withCStringArray(environment) { extra in
                 mcm_spawn_worker(path, argv, extra, stdin[0], stdout[1], stderr[1], &pid, &report)
             }
         }
@@ -235,6 +297,8 @@ final class WorkerPool: Sendable {
             for fd in [stdin[1], stdout[0], stderr[0]] { close(fd) }
             return .failure(failure(.cannotStart(errno: spawnError)))
         }
+        records?.record(pid)
+        let leader = pid
         let id = loop.makeClientID()
         let name = path.split(separator: "/").last.map(String.init) ?? path
         let logger = self.logger
@@ -246,9 +310,12 @@ final class WorkerPool: Sendable {
                 if warning { logger.warning("\(message)") } else { logger.info("\(message)") }
             },
             gone: { [weak self] failure in self?.gone(slot, id: id, failure) },
-            reaped: { [weak self] in self?.alive.subtract(1, ordering: .relaxed) })
+            reaped: { [weak self] in
+                records?.forget(leader)
+                self?.alive.subtract(1, ordering: .relaxed)
+            })
         alive.add(1, ordering: .relaxed)
-        let handle = Handle(id: id, process: process)
+        let handle = Handle(id: id, process: process, generation: generation, served: 1)
         processes.withLock { $0[slot] = handle }
         logger.info("[worker \(name), pid \(pid)] Started worker \"\(path)\" (\(Self.protocolVersion))")
         process.start(on: loop)
@@ -308,45 +375,4 @@ final class WorkerPool: Sendable {
 
     /// The pids of the running workers (for tests and the CLI).
     var pids: [pid_t] { processes.withLock { $0.compactMap { $0?.process.group.pid } } }
-}
-
-/// A worker's answer line, checked against the protocol: `{"id": <the request's id>, "output": <JSON or null>}`
-/// or `{"id": …, "error": "<cause>"}`.
-enum WorkerAnswer {
-    case output(JSONValue?)
-    case error(String)
-    /// What is wrong with the line, for `Command "<path>" (worker) <what>.`
-    case invalid(String)
-
-    init(parsing line: [UInt8], requestID: UInt64) {
-        // Only a line at fault is quoted: a good answer costs no copy of it.
-        var quoted: String { String(decoding: line.prefix(200), as: UTF8.self) + (line.count > 200 ? "…" : "") }
-        let value: JSONValue
-        // What the operator needs is the line itself (a stray print() in the script, most of the time), not
-        // the parser's view of it.
-        guard let parsed = try? JSONValue(parsing: line) else {
-            self = .invalid("wrote a line that is not JSON: \(quoted)")
-            return
-        }
-        value = parsed
-        guard case .object = value else {
-            self = .invalid("wrote a line that is not a JSON object: \(quoted)")
-            return
-        }
-        guard let id = value["id"] else {
-            self = .invalid("wrote an answer without an id: \(quoted)")
-            return
-        }
-        guard case .number(let text) = id, UInt64(text) == requestID else {
-            self = .invalid("answered id \(id.jsonText) to request \(requestID)")
-            return
-        }
-        if let error = value["error"] {
-            self = .error(error.stringValue ?? error.jsonText)
-        } else if let output = value["output"] {
-            self = .output(output == .null ? nil : output)
-        } else {
-            self = .invalid("wrote an answer with neither \"output\" nor \"error\": \(quoted)")
-        }
-    }
 }

@@ -147,8 +147,9 @@ final class WorkerProcess: LoopClient {
     /// It broke the protocol: it cannot be trusted with the next event.
     func stop(because what: String, on loop: EventLoop) { fail(.brokeProtocol(what), loop) }
 
-    /// The module is going away: stdin is closed (the worker must exit at its end), and the group is killed
-    /// after the grace period — at once if the worker exits before.
+    /// The module is going away, or the pool replaces this worker, idle, by a fresh one (its command changed on
+    /// disk, or it served its `<event>_worker_max_events`): stdin is closed (the worker must exit at its end),
+    /// and the group is killed after the grace period — at once if the worker exits before.
     func shutdown(on loop: EventLoop) {
         if !stopping {
             stopping = true

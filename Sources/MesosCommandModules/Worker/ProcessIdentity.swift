@@ -1,0 +1,59 @@
+import Glibc
+
+/// What proves, from /proc, that a process is still one the module started — a pid alone never does: after its
+/// process ends, the kernel gives its number to the next process that needs one.
+///
+/// - A process is the one started if it has the same pid *and* the same start time (clock ticks after boot,
+///   field 22 of /proc/<pid>/stat), in the same boot (/proc/sys/kernel/random/boot_id): two processes of one
+///   boot never share both.
+/// - A process descends from one started if its environment (/proc/<pid>/environ, the block it was exec'd with)
+///   holds the random token the module put in its worker's environment: children inherit it, an unrelated
+///   process cannot have it by chance.
+enum ProcessIdentity {
+    /// What /proc/<pid>/stat says about a process.
+    struct Status: Equatable {
+        var pid: pid_t
+        /// Its process group id.
+        var group: pid_t
+        /// Clock ticks after boot at which it started.
+        var startTime: UInt64
+        /// A zombie has ended: only its pid is left, until its parent reaps it.
+        var isZombie: Bool
+    }
+
+    /// This boot's id, or "" when /proc does not say (then no record of another instance is trusted).
+    static let bootID: String = {
+        guard case .bytes(let bytes) = FileIO.read(path: "/proc/sys/kernel/random/boot_id", limit: 100) else { return "" }
+        return String(decoding: bytes, as: UTF8.self).trimmingWhitespace.description
+    }()
+
+    /// The status of `pid`, or nil if it is gone (or /proc cannot be read).
+    static func status(of pid: pid_t) -> Status? {
+        guard pid > 0, case .bytes(let bytes) = FileIO.read(path: "/proc/\(pid)/stat", limit: 4096) else { return nil }
+        return parseStatus(bytes, pid: pid)
+    }
+
+    /// Parses /proc/<pid>/stat: `pid (comm) state ppid pgrp …`. The command name may hold spaces and
+    /// parentheses, so fields are counted from the last `)`.
+    static func parseStatus(_ bytes: [UInt8], pid: pid_t) -> Status? {
+        guard let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = bytes[(close + 1)...].split(separator: UInt8(ascii: " "))
+        // fields[0] is field 3 (state); field N is fields[N - 3].
+        guard fields.count > 19, let state = fields[0].first,
+              let group = pid_t(String(decoding: fields[2], as: UTF8.self)),
+              let startTime = UInt64(String(decoding: fields[19], as: UTF8.self))
+        else { return nil }
+        return Status(pid: pid, group: group, startTime: startTime,
+                      isZombie: state == UInt8(ascii: "Z") || state == UInt8(ascii: "X"))
+    }
+
+    /// Whether the environment `pid` was exec'd with holds `entry` (`NAME=value`). False when it cannot be read.
+    static func environment(of pid: pid_t, holds entry: String) -> Bool {
+        guard case .bytes(let bytes) = FileIO.read(path: "/proc/\(pid)/environ", limit: 1 << 20) else { return false }
+        let wanted = Array(entry.utf8)
+        return bytes.split(separator: 0, omittingEmptySubsequences: true).contains { $0.elementsEqual(wanted) }
+    }
+
+    /// The processes of this pid namespace, by pid (from the names in /proc).
+    static func allPIDs() -> [pid_t] { FileIO.entries("/proc").compactMap { pid_t($0) } }
+}

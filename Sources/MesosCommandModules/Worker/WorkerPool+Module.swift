@@ -1,0 +1,26 @@
+import Logging
+
+extension WorkerPool {
+    /// The pools of a module's commands in worker mode, by path, at the module's start — after killing what the
+    /// workers of a previous agent left (``WorkerRecords/reclaim(in:moduleName:logger:)``); those pools record
+    /// their workers in a fresh records directory of this instance.
+    static func pools(for configuration: ModuleConfiguration, logger: Logger) throws(CommandError.Setup)
+        -> [String: WorkerPool]
+    {
+        let parent = configuration.temporaryDirectory
+        WorkerRecords.reclaim(in: parent, moduleName: configuration.moduleName, logger: logger)
+        let byPath = Dictionary(grouping: configuration.commands.values.filter { $0.mode == .worker }, by: \.path)
+        guard !byPath.isEmpty else { return [:] }
+        let records = try WorkerRecords(parent: parent, moduleName: configuration.moduleName, logger: logger)
+        var pools: [String: WorkerPool] = [:]
+        for (path, commands) in byPath {
+            let limited = commands.filter { $0.workerMaxEvents != nil }.min { $0.event.key < $1.event.key }
+            pools[path] = WorkerPool(
+                path: path, count: commands.map(\.workers).max() ?? 1, gracePeriod: configuration.gracePeriod,
+                outputMaxBytes: configuration.outputMaxBytes,
+                maxEvents: limited.flatMap { command in command.workerMaxEvents.map { ($0, command.event.key + "_worker_max_events") } },
+                records: records, logger: logger)
+        }
+        return pools
+    }
+}
