@@ -553,7 +553,10 @@ rule_skipped() {
 check "when: it did not run for the task its rule skips (mcm_rule=no), and the skip is counted" rule_skipped
 
 echo "# worker mode: a deployment replaces the worker's script while the agent runs (written beside, renamed over)"
-usage_failures() { curl -sf "http://$agent/metrics/snapshot" | jq '.["command_modules/it_worker/isolator_usage/failures"]'; }
+usage_failures() {  # failures and worker restarts of the worker's usage
+  curl -sf "http://$agent/metrics/snapshot" \
+    | jq -c '[.["command_modules/it_worker/isolator_usage/failures"], .["command_modules/it_worker/isolator_usage/worker_restarts"]]'
+}
 failures_before=$(usage_failures)
 usage_worker 8888 "$work/scripts/usage_worker.py.new"
 mv "$work/scripts/usage_worker.py.new" "$work/scripts/usage_worker.py"
@@ -563,9 +566,9 @@ deployed() {
 }
 check "worker mode: the first /monitor/statistics after the deployment has the new script's numbers" deployed
 no_failed_usage() {
-  echo "usage failures before: $failures_before, after: $(usage_failures); $(wc -l < "$work/worker.starts") worker starts"
+  echo "usage [failures, worker restarts] before: $failures_before, after: $(usage_failures); $(wc -l < "$work/worker.starts") worker starts"
   [ "$(usage_failures)" = "$failures_before" ] && [ "$(wc -l < "$work/worker.starts")" -eq 2 ] \
-    && grep -q "usage_worker.py.*reload" "$agent_log"
+    && grep -q 'usage_worker.py" (worker) changed on disk: a new file' "$agent_log"
 }
 check "worker mode: no usage failed for the deployment, one fresh worker, and the reload is logged" no_failed_usage
 old_helper=$(head -n 1 "$work/worker.helpers")
@@ -589,7 +592,10 @@ group_gone() {  # group_gone PGID: no live process is in that process group
     if [ "$3" = "$group" ] && [ "$1" != Z ]; then echo "left in group $group: ${stat%/stat}"; return 1; fi
   done
 }
-gone_with_group() { ! kill -0 "$worker_helper" 2>/dev/null && group_gone "$worker_pid"; }
+gone_with_group() {
+  ! kill -0 "$worker_helper" 2>/dev/null && group_gone "$worker_pid" \
+    && grep -q "ended without stopping its workers: killed" "$agent_log"
+}
 check "worker mode: nothing of the crashed agent's worker group is left once the module is loaded again" \
   wait_for 10 gone_with_group
 check "recover got the running container in its states" \
