@@ -157,7 +157,7 @@ final class WorkerPool: Sendable {
         // answer, and wakes by the event's deadline. It needs waking only to write the rest, or to fail.
         loop.execute(wake: false) { loop in process.value.accept(request, on: loop) }
         loop.wake(by: deadline.nanoseconds)
-        switch handle.process.input.send(bytes) {
+        switch handle.process.input.send(bytes, requestID: requestID) {
         case .all:
             break
         case .part(let written):

@@ -208,7 +208,7 @@ final class WorkerProcess: LoopClient {
             stopWaitingToWrite(loop)
             return
         }
-        switch input.send(current.bytes, from: unsent) {
+        switch input.send(current.bytes, from: unsent, requestID: current.id) {
         case .all:
             request?.unsent = nil
             stopWaitingToWrite(loop)
@@ -241,7 +241,8 @@ final class WorkerProcess: LoopClient {
         guard let request else {
             return fail(.unexpectedLine(String(decoding: line.prefix(200), as: UTF8.self)), loop)
         }
-        guard request.unsent == nil else {
+        // `unsent` is known once the task's report is in the inbox; `isPartlyWritten` even before.
+        guard request.unsent == nil, !input.isPartlyWritten(request.id) else {
             return fail(.brokeProtocol("answered before reading the whole request"), loop)
         }
         self.request = nil
