@@ -174,6 +174,33 @@ import Testing
             + "workers (\([reused, stranger].sorted().map(String.init).joined(separator: ", ")))"), "\(log.all)")
     }
 
+    /// Records whose agent cannot be proven dead from here are left alone, and so is what they name: an agent in
+    /// another pid namespace sharing the temp_dir (its pid means nothing here), or one whose start time was not
+    /// known (an instance this version never writes).
+    @Test func recordsThatCannotBeProvenDeadAreLeftAlone() async throws {
+        let tempDir = sandbox.mkdir("tmp")
+        let sleeper = await startDetached("echo $$ > \(sandbox.path)/live; exec sleep 1000", pidFile: "live")
+        defer { kill(sleeper, SIGKILL) }
+        let record = "start=\(ProcessIdentity.status(of: sleeper)?.startTime ?? 0)\n"
+        var directories: [String] = []
+        for (suffix, instance) in [
+            ("aaaaaa", WorkerRecords.Instance(bootID: ProcessIdentity.bootID, namespace: "0:1", pid: deadPID(),
+                                              startTime: 1, token: "feed")),
+            ("bbbbbb", WorkerRecords.Instance(bootID: ProcessIdentity.bootID, pid: deadPID(), startTime: 0, token: "feed")),
+        ] {
+            let directory = tempDir + "/" + WorkerRecords.prefix(moduleName: "fake") + "\(instance.pid).\(suffix)"
+            #expect(mkdir(directory, 0o700) == 0)
+            sandbox.write(directory + "/instance", instance.text)
+            sandbox.write(directory + "/\(sleeper)", record)
+            directories.append(directory)
+        }
+        _ = try IsolatorModule(configuration: configuration(.isolator, sandbox, name: "fake", [("temp_dir", tempDir)]),
+                               logger: CapturedLog().logger)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(processAlive(sleeper))
+        #expect(directories.allSatisfy { access($0, F_OK) == 0 })
+    }
+
     /// The records of a live agent — another process, or another module of this one — are left alone.
     @Test func theRecordsOfALiveAgentAreLeftAlone() async throws {
         let tempDir = sandbox.mkdir("tmp")
@@ -184,7 +211,7 @@ import Testing
         // pid namespace —, but its instance file names this very process, still running.
         let mine = tempDir + "/" + WorkerRecords.prefix(moduleName: "fake") + "\(getpid()).ghijkl"
         #expect(mkdir(mine, 0o700) == 0)
-        sandbox.write(mine + "/instance", WorkerRecords.Instance.current().text)
+        sandbox.write(mine + "/instance", WorkerRecords.Instance.current()!.text)
         sandbox.write(mine + "/\(sleeper)", record)
         // Another live process's.
         let other = tempDir + "/" + WorkerRecords.prefix(moduleName: "fake") + "\(sleeper).mnopqr"

@@ -141,7 +141,8 @@ final class ContainerStateStore: Sendable {
             throw StateError("cannot write '\(target)': \(SystemError.describe(code))")
         }
         // Without it a power loss can keep the fsynced dot-file and lose the rename; recover would then remove it.
-        if fsync(directoryFD) != 0 {
+        // A file system that cannot fsync a directory (EINVAL, ENOTSUP) makes a rename durable its own way.
+        if fsync(directoryFD) != 0 && errno != EINVAL && errno != ENOTSUP {
             let code = errno
             unlinkat(directoryFD, name, 0)
             throw StateError("cannot make '\(target)' durable (fsync of '\(directory)'): \(SystemError.describe(code))")
@@ -255,6 +256,11 @@ final class ContainerStateStore: Sendable {
         if parentFD < 0 && errno == ENOENT {
             guard create else { return nil }
             try makeParent()
+            // Made now, or by someone else meanwhile (under a sticky parent another user may make what was
+            // missing at load): checked again before anything is made inside.
+            if let distrust = DirectoryTrust.distrust(ofPath: parent) {
+                throw StateError("state_dir \(distrust.message(about: parent)): \(Self.distrustConsequence)")
+            }
             parentFD = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         }
         guard parentFD >= 0 else {

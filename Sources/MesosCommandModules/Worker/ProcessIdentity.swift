@@ -27,6 +27,17 @@ enum ProcessIdentity {
         return String(decoding: bytes, as: UTF8.self).trimmingWhitespace.description
     }()
 
+    /// This process's pid namespace (the inode of /proc/self/ns/pid), or "" when it cannot be read. Pids, start
+    /// times and /proc only mean the same thing within one namespace.
+    static let pidNamespace: String = {
+        var info = stat()
+        guard stat("/proc/self/ns/pid", &info) == 0 else { return "" }
+        return "\(info.st_dev):\(info.st_ino)"
+    }()
+
+    /// Whether `pid` is provably gone (no such process), as opposed to alive or not known: only ESRCH says so.
+    static func isGone(_ pid: pid_t) -> Bool { pid > 0 && kill(pid, 0) != 0 && errno == ESRCH }
+
     /// The status of `pid`, or nil if it is gone (or /proc cannot be read).
     static func status(of pid: pid_t) -> Status? {
         guard pid > 0, case .bytes(let bytes) = FileIO.read(path: "/proc/\(pid)/stat", limit: 4096) else { return nil }

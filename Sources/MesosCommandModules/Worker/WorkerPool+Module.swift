@@ -11,7 +11,15 @@ extension WorkerPool {
         WorkerRecords.reclaim(in: parent, moduleName: configuration.moduleName, logger: logger)
         let byPath = Dictionary(grouping: configuration.commands.values.filter { $0.mode == .worker }, by: \.path)
         guard !byPath.isEmpty else { return [:] }
-        let records = try WorkerRecords(parent: parent, moduleName: configuration.moduleName, logger: logger)
+        // Without records the workers still serve; only what they would leave after an agent crash is not
+        // cleaned up at the next start (said once, here).
+        let records: WorkerRecords?
+        do {
+            records = try WorkerRecords(parent: parent, moduleName: configuration.moduleName, logger: logger)
+        } catch {
+            records = nil
+            logger.warning("\(error.reason); should the agent die without stopping the module, what its workers leave will not be killed at the next start")
+        }
         var pools: [String: WorkerPool] = [:]
         for (path, commands) in byPath {
             let limited = commands.filter { $0.workerMaxEvents != nil }.min { $0.event.key < $1.event.key }

@@ -13,7 +13,7 @@ extension WorkerRecords {
             let instance = read(instanceFile, in: directory.fd).flatMap(Instance.init(parsing:))
             // Its instance file says which process made it (a pid in a name could be this process's, reused in a
             // pid namespace); without one, nothing is recorded yet and the pid in the name decides.
-            guard instance.map({ !$0.isRunning }) ?? TemporaryArea.processIsGone(pid, directory) else { continue }
+            guard instance.map(\.hasEnded) ?? TemporaryArea.processIsGone(pid, directory) else { continue }
             if let instance, !instance.bootID.isEmpty, instance.bootID == ProcessIdentity.bootID {
                 var groups: [pid_t: UInt64] = [:]
                 for name in FileIO.entries(fd: directory.fd) where name != instanceFile {

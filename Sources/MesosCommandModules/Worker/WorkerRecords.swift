@@ -29,24 +29,33 @@ final class WorkerRecords: Sendable {
     /// Which agent process made a records directory.
     struct Instance: Equatable {
         var bootID: String
+        /// The agent's pid namespace (``ProcessIdentity/pidNamespace``): its pid and start time mean nothing in
+        /// another one (two agents sharing a temp_dir across containers).
+        var namespace: String
         var pid: pid_t
         var startTime: UInt64
         var token: String
 
-        /// This process, with a fresh random token.
-        static func current() -> Instance {
+        /// This process, with a fresh random token; nil when what identifies it cannot be read (then nothing
+        /// is recorded: an instance that could not be told from a dead one must never be written).
+        static func current() -> Instance? {
             let token = (0..<2).map { _ in
                 let hex = String(UInt64.random(in: .min ... .max), radix: 16)
                 return String(repeating: "0", count: 16 - hex.count) + hex
             }.joined()
-            return Instance(bootID: ProcessIdentity.bootID, pid: getpid(),
-                            startTime: ProcessIdentity.status(of: getpid())?.startTime ?? 0, token: token)
+            guard !ProcessIdentity.bootID.isEmpty, !ProcessIdentity.pidNamespace.isEmpty,
+                  let start = ProcessIdentity.status(of: getpid())?.startTime, start > 0
+            else { return nil }
+            return Instance(bootID: ProcessIdentity.bootID, namespace: ProcessIdentity.pidNamespace, pid: getpid(),
+                            startTime: start, token: token)
         }
 
-        var text: String { "boot=\(bootID)\npid=\(pid)\nstart=\(startTime)\ntoken=\(token)\n" }
+        var text: String { "boot=\(bootID)\nns=\(namespace)\npid=\(pid)\nstart=\(startTime)\ntoken=\(token)\n" }
 
-        init(bootID: String, pid: pid_t, startTime: UInt64, token: String) {
+        init(bootID: String, namespace: String = ProcessIdentity.pidNamespace, pid: pid_t, startTime: UInt64,
+             token: String) {
             self.bootID = bootID
+            self.namespace = namespace
             self.pid = pid
             self.startTime = startTime
             self.token = token
@@ -54,15 +63,23 @@ final class WorkerRecords: Sendable {
 
         init?(parsing text: String) {
             let values = WorkerRecords.values(text)
-            guard let boot = values["boot"], let pid = values["pid"].flatMap({ pid_t($0) }),
+            guard let boot = values["boot"], let namespace = values["ns"], let pid = values["pid"].flatMap({ pid_t($0) }),
                   let start = values["start"].flatMap({ UInt64($0) }), let token = values["token"], !token.isEmpty
             else { return nil }
-            self.init(bootID: boot, pid: pid, startTime: start, token: token)
+            self.init(bootID: boot, namespace: namespace, pid: pid, startTime: start, token: token)
         }
 
-        /// Whether the process it describes still runs: same boot, a process with its pid and start time.
-        var isRunning: Bool {
-            bootID == ProcessIdentity.bootID && ProcessIdentity.status(of: pid)?.startTime == startTime
+        /// Whether the agent it describes has provably ended: another boot, or — in this pid namespace — no
+        /// process with its pid, or one that started at another time. Anything less certain (another
+        /// namespace, /proc unreadable for a moment) is "not ended": its records are left alone.
+        var hasEnded: Bool {
+            if !bootID.isEmpty && !ProcessIdentity.bootID.isEmpty && bootID != ProcessIdentity.bootID { return true }
+            guard bootID == ProcessIdentity.bootID, !namespace.isEmpty, namespace == ProcessIdentity.pidNamespace,
+                  startTime > 0
+            else { return false }
+            if ProcessIdentity.isGone(pid) { return true }
+            guard let status = ProcessIdentity.status(of: pid) else { return false }
+            return status.startTime != startTime
         }
     }
 
@@ -79,7 +96,11 @@ final class WorkerRecords: Sendable {
     var tokenEntry: String { "\(Self.tokenVariable)=\(instance.token)" }
 
     /// Makes this instance's records directory in `parent` (`temp_dir`, already prepared and trusted).
-    init(parent: String, moduleName: String, logger: Logger, instance: Instance = .current()) throws(CommandError.Setup) {
+    init(parent: String, moduleName: String, logger: Logger, instance: Instance? = .current()) throws(CommandError.Setup) {
+        guard let instance else {
+            throw CommandError.Setup("cannot record the module's workers: this process's boot id, pid namespace or "
+                + "start time cannot be read from /proc")
+        }
         self.directory = try TemporaryArea.makeDirectory(in: parent, prefix: Self.prefix(moduleName: moduleName))
         self.instance = instance
         self.logger = logger
