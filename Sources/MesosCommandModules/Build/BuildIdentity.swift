@@ -26,13 +26,8 @@ public struct BuildIdentity: Sendable, Equatable {
 
     /// Reads the section's text: the header line, then `key=value` lines. Nil if it is not one.
     public init?(text: String) {
-        let lines = text.split(separator: "\n").map { String($0) }
-        guard lines.first == Self.header else { return nil }
-        var fields: [String: String] = [:]
-        for line in lines.dropFirst() {
-            guard let equals = line.firstIndex(of: "=") else { continue }
-            fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
-        }
+        guard text.split(separator: "\n").first == Substring(Self.header) else { return nil }
+        let fields = text.keyValueLines
         guard let version = fields["version"] else { return nil }
         self.init(version: version, mesosVersion: fields["mesos_version"] ?? "unknown",
                   mesosCommit: fields["mesos_commit"] ?? "unknown")

@@ -355,6 +355,17 @@ enum ExecutableCheck {
 }
 
 extension String {
+    /// The `key=value` lines of a small file the project writes (a worker record, the build identity); other
+    /// lines are ignored, a later key wins.
+    var keyValueLines: [String: String] {
+        var values: [String: String] = [:]
+        for line in split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            values[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        return values
+    }
+
     var trimmingWhitespace: Substring {
         let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
         let start = firstIndex { !isSpace($0) } ?? endIndex

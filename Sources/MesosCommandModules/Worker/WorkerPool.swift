@@ -39,8 +39,6 @@ final class WorkerPool: Sendable {
     private let alive = Atomic<Int>(0)
     /// Workers stopped after a failure (each is replaced by a fresh one for the next event).
     let restarts = Atomic<Int>(0)
-    /// Workers replaced because their command changed on disk or they served `maxEvents` events.
-    let replaced = Atomic<Int>(0)
 
     /// A running worker: its loop client id and the process, owned by the loop thread; the generation of the
     /// command file it was started from, and how many events it was handed.
@@ -236,13 +234,10 @@ final class WorkerPool: Sendable {
             if let current, let handle = serveOnce(current, in: slot) { return handle }
             throw failure(.workerBackingOff(retryIn: retryIn, lastFailure: last))
         }
-        if let current {
-            replaced.add(1, ordering: .relaxed)
-            if current.generation == generation, let key = maxEventsKey {
-                let message = "[worker \(current.process.name), pid \(current.process.group.pid)] Served \(current.served) "
-                    + "events (\(key)=\(maxEvents)): replaced by a fresh worker"
-                logger.info("\(message)")
-            }
+        if let current, current.generation == generation, let key = maxEventsKey {
+            let message = "[worker \(current.process.name), pid \(current.process.group.pid)] Served \(current.served) "
+                + "events (\(key)=\(maxEvents)): replaced by a fresh worker"
+            logger.info("\(message)")
         }
         let started = Completion<Result<Handle, CommandError>>()
         let retiring = current.map { UncheckedSendable($0.process) }

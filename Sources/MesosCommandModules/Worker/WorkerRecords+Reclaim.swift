@@ -18,7 +18,7 @@ extension WorkerRecords {
                 var groups: [pid_t: UInt64] = [:]
                 for name in FileIO.entries(fd: directory.fd) where name != instanceFile {
                     guard let leader = pid_t(name), leader > 0,
-                          let start = read(name, in: directory.fd).flatMap({ values($0)["start"] }).flatMap({ UInt64($0) })
+                          let start = read(name, in: directory.fd).flatMap({ $0.keyValueLines["start"] }).flatMap({ UInt64($0) })
                     else { continue }
                     groups[leader] = start
                 }

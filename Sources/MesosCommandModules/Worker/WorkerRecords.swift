@@ -62,7 +62,7 @@ final class WorkerRecords: Sendable {
         }
 
         init?(parsing text: String) {
-            let values = WorkerRecords.values(text)
+            let values = text.keyValueLines
             guard let boot = values["boot"], let namespace = values["ns"], let pid = values["pid"].flatMap({ pid_t($0) }),
                   let start = values["start"].flatMap({ UInt64($0) }), let token = values["token"], !token.isEmpty
             else { return nil }
@@ -152,15 +152,5 @@ final class WorkerRecords: Sendable {
         defer { close(file) }
         guard case .bytes(let bytes) = FileIO.read(fd: file, limit: 4096) else { return nil }
         return String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// `key=value` lines.
-    static func values(_ text: String) -> [String: String] {
-        var values: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            guard let equals = line.firstIndex(of: "=") else { continue }
-            values[String(line[..<equals])] = String(line[line.index(after: equals)...])
-        }
-        return values
     }
 }
