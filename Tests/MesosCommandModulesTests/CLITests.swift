@@ -316,12 +316,7 @@ import Testing
     /// SPEC §3: `validate` reports a state_dir another user owns as the load does; `run` refuses it too.
     @Test(.enabled(if: geteuid() == 0, "chown needs root"))
     func validateAndRunRefuseAStateDirOfAnotherUser() {
-        let victim = sandbox.mkdir("victim")
-        sandbox.write(victim + "/precious", "root's")
-        let theirs = sandbox.mkdir("theirs")
-        chown(theirs, 65534, 65534)
-        symlink(victim, theirs + "/m")
-        lchown(theirs + "/m", 65534, 65534)
+        let (victim, theirs) = sandbox.stateDirOfAnotherUser()
         let script = sandbox.script("recover.sh", "#!/bin/sh\n")
         let path = manifest([("module_name", "m"), ("isolator_recover_command", script), ("state_dir", theirs)])
         let validate = runCLI(["validate", path])

@@ -151,12 +151,7 @@ final class SmallFilesystem {
     /// remove those files (and let that user plant the configs root's cleanup commands receive).
     @Test(.enabled(if: geteuid() == 0, "chown needs root"))
     func aStateDirOfAnotherUserIsRefusedAtLoadAndNothingIsRemovedThroughIt() async throws {
-        let victim = sandbox.mkdir("victim")
-        sandbox.write(victim + "/precious", "root's")
-        let theirs = sandbox.mkdir("theirs")
-        chown(theirs, 65534, 65534)
-        symlink(victim, theirs + "/m")
-        lchown(theirs + "/m", 65534, 65534)
+        let (victim, theirs) = sandbox.stateDirOfAnotherUser()
         let parameters: [(key: String, value: String)] = [("module_name", "m"), ("temp_dir", sandbox.path), ("state_dir", theirs)]
         let error = #expect(throws: ConfigurationError.self) { try ModuleConfiguration(kind: .isolator, parameters: parameters) }
         #expect(error?.description == "module 'm': parameter 'state_dir': '\(theirs)' cannot be trusted: it belongs to uid "

@@ -45,6 +45,18 @@ final class Sandbox: @unchecked Sendable {
         return dir
     }
 
+    /// The attack of issue 14 on state_dir (needs root to chown): `theirs`, a directory of `nobody` whose `m`
+    /// (a module's state directory) is their link to `victim`, which holds root's file `precious`.
+    func stateDirOfAnotherUser() -> (victim: String, theirs: String) {
+        let victim = mkdir("victim")
+        write(victim + "/precious", "root's")
+        let theirs = mkdir("theirs")
+        chown(theirs, 65534, 65534)
+        symlink(victim, theirs + "/m")
+        lchown(theirs + "/m", 65534, 65534)
+        return (victim, theirs)
+    }
+
     /// Entries of a directory (without . and ..).
     static func entries(_ dir: String) -> [String] { FileIO.entries(dir).sorted() }
 }
