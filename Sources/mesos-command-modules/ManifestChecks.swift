@@ -28,7 +28,11 @@ enum ManifestChecks {
     /// The version of the Mesos agent installed here (`mesos-agent --version`), with the path asked; nil if there
     /// is none (validating on a machine without an agent) or it did not say.
     static func installedMesos(agent: String?) -> (path: String, version: String)? {
-        guard let path = agent ?? ["mesos-agent", "mesos-slave"].lazy.compactMap(findInPATH).first else { return nil }
+        let found = ["mesos-agent", "mesos-slave"].lazy.compactMap { name -> String? in
+            guard case .found(let path) = ExecutableCheck.lookUp(name) else { return nil }
+            return path
+        }.first
+        guard let path = agent ?? found else { return nil }
         let quoted = "'" + path.replacingOccurrences(of: "'", with: "'\\''") + "'"
         guard let pipe = popen("timeout 20 \(quoted) --version 2>&1", "r") else { return nil }
         var output = ""
@@ -39,14 +43,6 @@ enum ManifestChecks {
         let words = output.split(whereSeparator: { $0 == " " || $0 == "\n" })
         guard words.count >= 2, words[0] == "mesos" else { return nil }
         return (path, String(words[1]))
-    }
-
-    static func findInPATH(_ name: String) -> String? {
-        guard let path = getenv("PATH") else { return nil }
-        for dir in String(cString: path).split(separator: ":") where access("\(dir)/\(name)", X_OK) == 0 {
-            return "\(dir)/\(name)"
-        }
-        return nil
     }
 
     /// Whether two entries have the same parameters in the same order, as Mesos compares them.

@@ -324,15 +324,15 @@ struct ParameterReader {
 }
 
 /// Whether a path names a file the agent can execute.
-enum ExecutableCheck {
-    enum LookUp {
+public enum ExecutableCheck {
+    public enum LookUp {
         case found(String)
         case notFound(searched: String)
     }
 
     /// The first executable regular file named `name` in the directories of `PATH` (execvp's default,
     /// `/bin:/usr/bin`, when PATH is unset; an empty entry is the working directory, as for execvp).
-    static func lookUp(_ name: String) -> LookUp {
+    public static func lookUp(_ name: String) -> LookUp {
         let path = getenv("PATH").map { String(cString: $0) } ?? "/bin:/usr/bin"
         for directory in path.split(separator: ":", omittingEmptySubsequences: false) {
             let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + name
