@@ -136,7 +136,75 @@ import Testing
         #expect(workers("65").map(\.description) == [
             "parameter 'isolator_usage_workers': '65' is more than 64, the most worker processes a command may have"])
         #expect(workers("64").isEmpty)
-        #expect(workers("99999999999999999999").map(\.message) == ["'99999999999999999999' is not a whole number greater than zero"])
+        #expect(workers("99999999999999999999").map(\.message) == [
+            "'99999999999999999999' is more than 64, the most worker processes a command may have"])
+        #expect(workers("many").map(\.message) == ["'many' is not a whole number from 1 to 64"])
+    }
+
+    /// SPEC §1, issue 19: every number a parameter gives is bounded. Past its bound (the README's table) a value is
+    /// a load-time error naming the key and the bound; at the bound it loads. On main, max_in_flight and
+    /// output_max_bytes took any Int (an allocation failure, an overflow trap when the first event ran).
+    @Test(arguments: [
+        ("max_in_flight", "1024", "1025", "is more than 1024, the most commands a module may run at once"),
+        ("output_max_bytes", "1073741824", "1073741825", "is more than 1073741824, the largest output the module reads into memory"),
+        ("isolator_usage_workers", "64", "65", "is more than 64, the most worker processes a command may have"),
+        ("isolator_usage_worker_max_events", "1000000000", "1000000001",
+         "is more than 1000000000, the most events a worker may serve before it is replaced (unset: no limit)"),
+        ("isolator_prepare_timeout", "604800", "604800.5", "is more than 604800 seconds (a week), the most it may be"),
+        ("grace_period", "604800", "1e300", "is more than 604800 seconds (a week), the most it may be"),
+        ("isolator_watch_frequence", "604800", "inf", "is more than 604800 seconds (a week), the most it may be"),
+    ])
+    func everyNumberIsBoundedNamingTheKeyAndTheBound(_ key: String, _ bound: String, _ past: String, _ message: String) {
+        let script = sandbox.script("usage.sh", "#!/bin/sh\n")
+        let base = [("module_name", "m"), ("isolator_usage_command", script), ("isolator_usage_mode", "worker")]
+        #expect(issues(base + [(key, bound)]).isEmpty)
+        for value in [past, "9223372036854775807", "99999999999999999999999"] {
+            #expect(issues(base + [(key, value)]).map(\.description) == ["parameter '\(key)': '\(value)' \(message)"])
+        }
+    }
+
+    /// The audit behind the table above: every key that takes a number refuses one past any sensible bound, with
+    /// "more than" and the bound — a key added later without a bound fails here.
+    @Test func noNumericKeyTakesAnyNumber() {
+        let notNumbers = ["module_name", "debug", "state_dir", "temp_dir", "containment"]
+        let notNumberSuffixes = ["_command", "_failure_policy", "_when", "_mode", "_user", "_leftover_processes"]
+        for key in ParameterReader.knownKeys where !notNumbers.contains(key)
+            && !notNumberSuffixes.contains(where: { key.hasSuffix($0) })
+        {
+            let kind: ModuleKind = key.hasPrefix("hook_") ? .hook : .isolator
+            let found = issues([("module_name", "m"), (key, "9223372036854775807")], kind: kind)
+            #expect(found.count == 1 && found[0].key == key && found[0].message.contains("is more than"),
+                    "\(key) takes 9223372036854775807: \(found)")
+        }
+    }
+
+    /// SPEC §1, issue 19: module_name names `<state_dir>/<module_name>`: one path component. On main `..` loaded,
+    /// and recover removed the "unknown containers' state files" of state_dir's parent.
+    @Test func moduleNameIsOnePathComponent() {
+        for name in ["netns", "my-isolator", "command_v2", "example.isolator", "A9", String(repeating: "n", count: 128)] {
+            #expect(issues([("module_name", name)]).isEmpty, "\(name)")
+        }
+        let refused: [(String, String)] = [
+            ("..", "'..' is not a name but a directory ('..' in a path): it would put the state directory above state_dir; "
+                + "give a name of letters, digits, '.', '_' or '-'"),
+            (".", "'.' is not a name but a directory ('.' in a path): it would put the state directory in state_dir; "
+                + "give a name of letters, digits, '.', '_' or '-'"),
+            ("../../..", "'../../..' holds '/': module_name names a directory, so it is one path component made of letters "
+                + "(A–Z, a–z), digits, '.', '_' and '-'"),
+            ("a\u{0}b", "'a?b' holds U+0: module_name names a directory, so it is one path component made of letters "
+                + "(A–Z, a–z), digits, '.', '_' and '-'"),
+            ("my isolator", "'my isolator' holds ' ': module_name names a directory, so it is one path component made of "
+                + "letters (A–Z, a–z), digits, '.', '_' and '-'"),
+            ("réseau", "'r?seau' holds U+E9: module_name names a directory, so it is one path component made of "
+                + "letters (A–Z, a–z), digits, '.', '_' and '-'"),
+            (String(repeating: "n", count: 129), "'\(String(repeating: "n", count: 129))' is 129 characters long, more than "
+                + "128, the most a module_name may have"),
+        ]
+        for (name, message) in refused {
+            for kind in ModuleKind.allCases {
+                #expect(issues([("module_name", name)], kind: kind) == [ConfigurationIssue(key: "module_name", message: message)])
+            }
+        }
     }
 
     @Test func everyProblemIsReportedWithTheModule() {

@@ -47,7 +47,9 @@ struct ParameterReader {
 
     mutating func read() -> ModuleConfiguration {
         var configuration = ModuleConfiguration(kind: kind, moduleName: moduleName ?? "")
-        if moduleName == nil {
+        if let moduleName {
+            if let problem = Self.moduleNameProblem(moduleName) { error("module_name", problem) }
+        } else {
             error("module_name", "module_name parameter is mandatory for all defined modules")
         }
         checkKeys()
@@ -61,8 +63,10 @@ struct ParameterReader {
         configuration.stateDirectory = directory("state_dir") ?? ModuleConfiguration.defaultStateDirectory
         configuration.temporaryDirectory = directory("temp_dir") ?? ModuleConfiguration.defaultTemporaryDirectory
         checkTrust(configuration)
-        configuration.outputMaxBytes = count("output_max_bytes") ?? ModuleConfiguration.defaultOutputMaxBytes
-        configuration.maxInFlight = count("max_in_flight") ?? ModuleConfiguration.defaultMaxInFlight
+        configuration.outputMaxBytes = count("output_max_bytes", atMost: Bound.outputMaxBytes,
+            "the largest output the module reads into memory") ?? ModuleConfiguration.defaultOutputMaxBytes
+        configuration.maxInFlight = count("max_in_flight", atMost: Bound.maxInFlight,
+            "the most commands a module may run at once") ?? ModuleConfiguration.defaultMaxInFlight
         for event in Event.allCases where event.kind == kind {
             if let command = command(event) {
                 configuration.commands[event] = command
@@ -134,58 +138,6 @@ struct ParameterReader {
         return previous[b.count]
     }
 
-    mutating func boolean(_ key: String) -> Bool? {
-        guard let text = values[key] else { return nil }
-        switch text.lowercased() {
-        case "true": return true
-        case "false", "": return false
-        default:
-            error(key, "'\(text)' is not a boolean (true or false)")
-            return nil
-        }
-    }
-
-    mutating func seconds(_ key: String, allowZero: Bool = false) -> Double? {
-        guard let text = values[key] else { return nil }
-        guard let value = Double(text.trimmingWhitespace), value.isFinite else {
-            error(key, "'\(text)' is not a number of seconds")
-            return nil
-        }
-        if value < 0 || (value == 0 && !allowZero) {
-            error(key, "'\(text)' must be \(allowZero ? "zero or more" : "greater than zero") seconds")
-            return nil
-        }
-        if value > 86_400 * 7 {
-            error(key, "'\(text)' seconds is more than a week; give a number of seconds")
-            return nil
-        }
-        return value
-    }
-
-    mutating func count(_ key: String) -> Int? {
-        guard let text = values[key] else { return nil }
-        guard let value = Int(text.trimmingWhitespace), value > 0 else {
-            error(key, "'\(text)' is not a whole number greater than zero")
-            return nil
-        }
-        return value
-    }
-
-    /// The most worker processes one command may have. Each is a process the agent keeps for as long as the
-    /// module lives, serving one event at a time: 64 serve as many events at once as `max_in_flight`'s default
-    /// lets exec mode run for a whole module; a command that needs more at once is better run in exec mode.
-    static let maxWorkers = 64
-
-    /// `<event>_workers`: a count up to ``maxWorkers``.
-    mutating func workers(_ key: String) -> Int? {
-        guard let value = count(key) else { return nil }
-        guard value <= Self.maxWorkers else {
-            error(key, "'\(values[key] ?? "")' is more than \(Self.maxWorkers), the most worker processes a command may have")
-            return nil
-        }
-        return value
-    }
-
     mutating func directory(_ key: String) -> String? {
         guard let path = values[key] else { return nil }
         guard path.hasPrefix("/") else {
@@ -204,7 +156,8 @@ struct ParameterReader {
         {
             error("temp_dir", "\(distrust.message(about: configuration.temporaryDirectory)): \(TemporaryArea.distrustConsequence)")
         }
-        guard kind == .isolator, let moduleName, values["state_dir"]?.hasPrefix("/") ?? true else { return }
+        guard kind == .isolator, let moduleName, Self.moduleNameProblem(moduleName) == nil,
+              values["state_dir"]?.hasPrefix("/") ?? true else { return }
         if let distrust = ContainerStateStore.distrust(stateDirectory: configuration.stateDirectory, moduleName: moduleName) {
             error("state_dir", "\(distrust.message(about: configuration.stateDirectory)): \(ContainerStateStore.distrustConsequence)")
         }
@@ -227,8 +180,9 @@ struct ParameterReader {
                 error(event.key + "_mode", "'\(text)' is not a mode (exec or worker)")
             }
         }
-        let workers = workers(event.key + "_workers")
-        let maxEvents = count(event.key + "_worker_max_events")
+        let workers = count(event.key + "_workers", atMost: Bound.workers, "the most worker processes a command may have")
+        let maxEvents = count(event.key + "_worker_max_events", atMost: Bound.workerMaxEvents,
+            "the most events a worker may serve before it is replaced (unset: no limit)")
         for (key, given) in [("_workers", workers != nil), ("_worker_max_events", maxEvents != nil)] where given && mode != .worker {
             warnings.append(ConfigurationIssue(
                 key: event.key + key, message: "applies to \(event.key)_mode=worker only; ignored in exec mode"))
