@@ -13,18 +13,19 @@ extension CLITests {
         let usage = sandbox.script("usage.sh", "#!/bin/sh\nwhile read -r line; do :; done\n")
         let cases: [(event: String, parameters: [(String, String)], error: String)] = [
             ("isolator_prepare", [("max_in_flight", "9223372036854775807"), ("isolator_prepare_command", prepare)],
-             "parameter 'max_in_flight': '9223372036854775807' is more than 1024, the most commands a module may run at once"),
+             "parameter 'max_in_flight': '9223372036854775807' is more than 1024, the most commands a module may run "
+                + "at once"),
             ("isolator_usage", [("output_max_bytes", "9223372036854775807"), ("isolator_usage_command", usage),
                                 ("isolator_usage_mode", "worker")],
-             "parameter 'output_max_bytes': '9223372036854775807' is more than 1073741824, the largest output the module "
-                + "reads into memory"),
+             "parameter 'output_max_bytes': '9223372036854775807' is more than 1073741824, the largest output the "
+                + "module reads into memory"),
         ]
         for (event, parameters, error) in cases {
             let path = manifest([("module_name", "m")] + parameters)
             let validate = runCLI(["validate", "--skip-library", path])
             #expect(validate.status == 1, "\(validate.stdout)")
-            #expect(validate.stdout.contains("FAIL  com_criteo_mesos_CommandIsolator (module_name 'm')\n        error: \(error)"),
-                    "\(validate.stdout)")
+            let report = "FAIL  com_criteo_mesos_CommandIsolator (module_name 'm')\n        error: \(error)"
+            #expect(validate.stdout.contains(report), "\(validate.stdout)")
             let run = runCLI(["run", event, "--manifest", path, "--module", "m"])
             #expect(run.status == 1, "\(run.stderr)")
             #expect(run.stderr.contains("module 'm': \(error)"), "\(run.stderr)")
@@ -43,7 +44,8 @@ extension CLITests {
         #expect(validate.stdout.contains("FAIL  com_criteo_mesos_CommandIsolator (module_name '..')\n        error: "
             + "parameter 'module_name': '..' is not a name but a directory ('..' in a path): it would put the state "
             + "directory above state_dir"), "\(validate.stdout)")
-        let run = runCLI(["run", "isolator_recover", "--manifest", path, "--module", "..", "--state-dir", state, "--force"])
+        let run = runCLI(["run", "isolator_recover", "--manifest", path, "--module", "..", "--state-dir", state,
+                          "--force"])
         #expect(run.status == 1)
         #expect(run.stderr.contains("module '..': parameter 'module_name': '..' is not a name"), "\(run.stderr)")
         #expect(sandbox.read(sandbox.path + "/app.conf") == "precious")

@@ -90,7 +90,8 @@ extension ParameterReader {
                 + "\(name == "." ? "in" : "above") state_dir; give a name of letters, digits, '.', '_' or '-'"
         }
         if let bad = name.unicodeScalars.first(where: { !$0.isModuleNameCharacter }) {
-            let what = bad.isPrintableASCII ? "'\(Character(bad))'" : "U+\(String(bad.value, radix: 16, uppercase: true))"
+            let what = bad.isPrintableASCII
+                ? "'\(Character(bad))'" : "U+\(String(bad.value, radix: 16, uppercase: true))"
             return "\(quoted) holds \(what): module_name names a directory, so it is one path component made of "
                 + "letters (A–Z, a–z), digits, '.', '_' and '-'"
         }

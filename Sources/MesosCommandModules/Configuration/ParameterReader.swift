@@ -180,7 +180,8 @@ struct ParameterReader {
                 error(event.key + "_mode", "'\(text)' is not a mode (exec or worker)")
             }
         }
-        let workers = count(event.key + "_workers", atMost: Bound.workers, "the most worker processes a command may have")
+        let workers = count(event.key + "_workers", atMost: Bound.workers,
+            "the most worker processes a command may have")
         let maxEvents = count(event.key + "_worker_max_events", atMost: Bound.workerMaxEvents,
             "the most events a worker may serve before it is replaced (unset: no limit)")
         for (key, given) in [("_workers", workers != nil), ("_worker_max_events", maxEvents != nil)] where given && mode != .worker {
