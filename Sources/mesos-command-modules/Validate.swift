@@ -8,10 +8,11 @@ struct Validate: ParsableCommand {
         discussion: """
             Reports what would stop the agent, with its module and key: a library file that does not exist, a \
             module name the library does not export (a typo, or a numbered copy beyond 11), one module name \
-            listed twice with different parameters, unknown keys (typos), missing or non-executable command \
-            files, bad numbers, a missing module_name. Warns about what works differently than it reads: a \
-            library built for another Mesos than the installed agent's, a path relative to the agent's working \
-            directory. Exits 1 if the agent would refuse the manifest or a module would fail to load.
+            listed twice with different parameters, a library built for another Mesos than the installed \
+            agent's, unknown keys (typos), missing or non-executable command files, numbers past their bounds, a \
+            missing or malformed module_name. Warns about what works differently than it reads: a path \
+            relative to the agent's working directory. Exits 1 if the agent would refuse the manifest or a \
+            module would fail to load.
             """)
 
     @Argument(help: "The modules manifest (the agent's --modules file).")
@@ -78,7 +79,7 @@ struct Validate: ParsableCommand {
                     }
                     if installed == nil { installed = .some(ManifestChecks.installedMesos(agent: mesosAgent)) }
                     if identity.isBuiltForMesos, let agent = installed ?? nil, agent.version != identity.mesosVersion {
-                        warnings.append("built for Mesos \(identity.mesosVersion), but the installed agent "
+                        errors.append("built for Mesos \(identity.mesosVersion), but the installed agent "
                             + "(\(agent.path)) is Mesos \(agent.version): that agent refuses it; install the build of "
                             + "this project for Mesos \(agent.version)")
                     }
