@@ -10,7 +10,9 @@ struct Run: AsyncParsableCommand {
             the error on stderr when the event fails — including output the agent would reject, with the field \
             at fault. Isolator state lives in a private directory unless --state-dir is given; an isolator \
             event other than prepare uses the container's state file there if any, else the input's \
-            container_config.
+            container_config. isolator_recover and isolator_cleanup need --input (a real envelope) or --force: \
+            on a sample envelope they would run the module's real recover or cleanup command with containers \
+            that do not exist.
             """)
 
     @Argument(help: "The event key, e.g. isolator_prepare or hook_slave_run_task_label_decorator.")
@@ -37,7 +39,12 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Log every input and output, as debug=true does.")
     var verbose = false
 
-    @Flag(help: "With --state-dir: really change the state there — isolator_recover removes the files of containers the input does not list, isolator_cleanup the container's file, isolator_prepare replaces it (without --force, nothing there is removed or replaced; what would be is listed).")
+    @Flag(help: ArgumentHelp(
+        "Run isolator_recover or isolator_cleanup on a sample envelope; with --state-dir, really change the state there.",
+        discussion: "Without --input, isolator_recover and isolator_cleanup run only with --force. With --state-dir, "
+            + "isolator_recover removes the files of containers the input does not list, isolator_cleanup the "
+            + "container's file, isolator_prepare replaces it only with --force (without it, nothing there is removed "
+            + "or replaced; what would be is listed)."))
     var force = false
 
     func run() async throws {
@@ -62,6 +69,7 @@ struct Run: AsyncParsableCommand {
             printError("module '\(configuration.moduleName)' has no \(event.key)_command: the agent would not run anything for this event")
             throw ExitCode(1)
         }
+        try refuseASampleForRecoverOrCleanup(configuration)
 
         var envelope = try readEnvelope()
         let logger = makeLogger(configuration.moduleName, verbose: verbose)
@@ -114,6 +122,23 @@ struct Run: AsyncParsableCommand {
             printError("error: --strict: the output has fields the agent would ignore (see the warnings above)")
             throw ExitCode(1)
         }
+    }
+
+    /// `recover` and `cleanup` commands act on the host's containers (a recover command may clean up what it is not
+    /// told about, a cleanup command tears down what it finds for a container id): run on a sample envelope, the
+    /// operator's real command would act on containers that do not exist — or, told of none, on every live one.
+    func refuseASampleForRecoverOrCleanup(_ configuration: ModuleConfiguration) throws {
+        guard event == .recover || event == .cleanup, input == nil, !force,
+              let command = configuration.command(for: event) else { return }
+        let what = event == .recover
+            ? "with a sample envelope that lists none of this host's containers: a recover command that cleans up "
+                + "the containers it is not given would act on every live one"
+            : "on a sample container\(containerID.map { " with the id '\($0)'" } ?? ""): a cleanup command tears "
+                + "down what it finds for that container id, maybe a live container's"
+        printError("error: \(event.key) would run the module's real command (\(command.path)) \(what); nothing was "
+            + "run. Give --input with a real envelope (`mesos-command-modules events \(event.key)` prints the "
+            + "format), or --force to run it on the sample anyway")
+        throw ExitCode(1)
     }
 
     /// `recover` removes the state files of containers Mesos no longer knows. In a directory the operator named

@@ -51,3 +51,44 @@ extension CLITests {
         #expect(sandbox.read(sandbox.path + "/app.conf") == "precious")
     }
 }
+
+extension CLITests {
+    /// Issue 19: `run isolator_recover` and `run isolator_cleanup` never run the operator's command on a sample
+    /// envelope unasked — a recover script that collects what it is not told about would act on every live
+    /// container. On main both ran the command (exit 0); now they need --input or --force.
+    @Test func runRecoverAndCleanupNeedARealEnvelopeOrForce() {
+        let ran = sandbox.path + "/ran"
+        let recover = sandbox.script("recover.sh", "#!/bin/sh\necho recover >> \(ran)\n")
+        let cleanup = sandbox.script("cleanup.sh", "#!/bin/sh\necho cleanup >> \(ran)\n")
+        let path = manifest([("module_name", "m"), ("isolator_recover_command", recover),
+                             ("isolator_cleanup_command", cleanup)])
+        let refusals = [
+            (["isolator_recover"], "error: isolator_recover would run the module's real command (\(recover)) with a "
+                + "sample envelope that lists none of this host's containers: a recover command that cleans up the "
+                + "containers it is not given would act on every live one; nothing was run. Give --input with a real "
+                + "envelope (`mesos-command-modules events isolator_recover` prints the format), or --force to run "
+                + "it on the sample anyway"),
+            (["isolator_cleanup", "--container-id", "c-live"], "error: isolator_cleanup would run the module's real "
+                + "command (\(cleanup)) on a sample container with the id 'c-live': a cleanup command tears down what "
+                + "it finds for that container id, maybe a live container's; nothing was run. Give --input with a "
+                + "real envelope (`mesos-command-modules events isolator_cleanup` prints the format), or --force to "
+                + "run it on the sample anyway"),
+        ]
+        for (arguments, refusal) in refusals {
+            let refused = runCLI(["run"] + arguments + ["--manifest", path, "--module", "m"])
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains(refusal), "\(refused.stderr)")
+            #expect(sandbox.read(ran) == nil, "the command ran")
+        }
+        let recoverInput = sandbox.path + "/recover.json"
+        sandbox.write(recoverInput, #"{"states":[],"orphans":[]}"#)
+        let cleanupInput = sandbox.path + "/cleanup.json"
+        sandbox.write(cleanupInput, #"{"container_id":{"value":"c-gone"}}"#)
+        for arguments in [["isolator_recover", "--input", recoverInput], ["isolator_cleanup", "--input", cleanupInput],
+                          ["isolator_recover", "--force"], ["isolator_cleanup", "--force"]] {
+            let result = runCLI(["run"] + arguments + ["--manifest", path, "--module", "m"])
+            #expect(result.status == 0, "\(arguments): \(result.stderr)")
+        }
+        #expect(sandbox.read(ran) == "recover\ncleanup\nrecover\ncleanup\n")
+    }
+}

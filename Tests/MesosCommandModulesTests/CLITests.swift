@@ -135,7 +135,9 @@ import Testing
     @Test(arguments: Event.allCases)
     func runPrintsWhatEachExampleScriptProduced(_ event: Event) throws {
         let module = event.kind == .hook ? "example_hook" : "example_isolator"
-        let result = runCLI(["run", event.key, "--manifest", "examples/modules.json", "--module", module])
+        // The bundled examples' recover and cleanup may run on a sample envelope: they act on nothing.
+        let force = event == .recover || event == .cleanup ? ["--force"] : []
+        let result = runCLI(["run", event.key, "--manifest", "examples/modules.json", "--module", module] + force)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stderr.contains("\(event.key) took"))
         let expected: String? = switch event {
@@ -256,7 +258,7 @@ import Testing
         #expect(!result.stdout.contains("hook_master_slave_lost_hook_timeout"))
     }
 
-    /// `run isolator_recover` with a sample envelope knows none of the live containers: on a state directory an
+    /// `run isolator_recover` with an envelope that does not list every live container: on a state directory an
     /// operator named (maybe the agent's own), it removes nothing unless told to.
     @Test func runRecoverNeverDeletesAnOperatorsStateWithoutForce() {
         let script = sandbox.script("recover.sh", "#!/bin/sh\n")
@@ -264,12 +266,16 @@ import Testing
         let state = sandbox.mkdir("state")
         _ = sandbox.mkdir("state/m")
         sandbox.write(state + "/m/live-container", "{}")
-        let dry = runCLI(["run", "isolator_recover", "--manifest", path, "--module", "m", "--state-dir", state])
+        let input = sandbox.path + "/input.json"
+        sandbox.write(input, #"{"states":[],"orphans":[]}"#)
+        let dry = runCLI(["run", "isolator_recover", "--manifest", path, "--module", "m", "--state-dir", state,
+                          "--input", input])
         #expect(dry.status == 0, "\(dry.stderr)")
         #expect(Sandbox.entries(state + "/m") == ["live-container"])
         #expect(dry.stderr.contains("note: without --force, nothing was removed from \(state)/m; recover would remove the "
             + "state of 1 container(s) the input does not list: live-container"), "\(dry.stderr)")
-        let forced = runCLI(["run", "isolator_recover", "--manifest", path, "--module", "m", "--state-dir", state, "--force"])
+        let forced = runCLI(["run", "isolator_recover", "--manifest", path, "--module", "m", "--state-dir", state,
+                             "--input", input, "--force"])
         #expect(forced.status == 0)
         #expect(Sandbox.entries(state + "/m").isEmpty)
     }
@@ -282,7 +288,10 @@ import Testing
         let state = sandbox.mkdir("state")
         _ = sandbox.mkdir("state/m")
         sandbox.write(state + "/m/c-live", #"{"directory":"/live"}"#)
-        let arguments = ["run", "isolator_cleanup", "--manifest", path, "--module", "m", "--container-id", "c-live", "--state-dir", state]
+        let input = sandbox.path + "/input.json"
+        sandbox.write(input, #"{"container_id":{"value":"c-live"}}"#)
+        let arguments = ["run", "isolator_cleanup", "--manifest", path, "--module", "m", "--input", input,
+                         "--state-dir", state]
         let dry = runCLI(arguments)
         #expect(dry.status == 0, "\(dry.stderr)")
         #expect(Sandbox.entries(state + "/m") == ["c-live"])
