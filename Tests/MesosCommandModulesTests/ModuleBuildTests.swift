@@ -19,9 +19,11 @@ struct ModuleBuildTests {
     }
 
     /// Configures the module's CMake in `build` with the environment `mesos` (and MESOS_COMMIT); returns its output.
-    func configure(_ build: String, _ mesos: (root: String, build: String), commit: String) -> (status: Int32, output: String) {
+    func configure(_ build: String, _ mesos: (root: String, build: String), commit: String, options: String = "")
+        -> (status: Int32, output: String)
+    {
         let status = shell("cd '\(repositoryRoot)' && MESOS_ROOT_DIR='\(mesos.root)' MESOS_BUILD_DIR='\(mesos.build)' "
-            + "MESOS_COMMIT=\(commit) cmake -S mesos -B '\(build)' > '\(sandbox.path)/cmake.out' 2>&1")
+            + "MESOS_COMMIT=\(commit) cmake -S mesos -B '\(build)' \(options) > '\(sandbox.path)/cmake.out' 2>&1")
         return (status, sandbox.read(sandbox.path + "/cmake.out") ?? "")
     }
 
@@ -58,5 +60,26 @@ struct ModuleBuildTests {
                 #expect(value.hasPrefix("/usr/share/mesos-command-modules/examples/"), "\(key): \(value)")
             }
         }
+    }
+
+    /// Issue 19: the package names no real person or company as its maintainer unless the builder says who:
+    /// -DMCM_PACKAGE_MAINTAINER. On main it named Criteo, which does not maintain this project.
+    @Test func thePackagesMaintainerIsABuildOptionWithANeutralDefault() {
+        let mesos = fakeMesos("1.11.0")
+        let neutral = "mesos-command-modules packagers <packagers@localhost.invalid>"
+        let team = "Mesos team <mesos-team@example.com>"
+        for (options, maintainer) in [("", neutral), ("-DMCM_PACKAGE_MAINTAINER='\(team)'", team)] {
+            let build = sandbox.path + "/build" + String(options.count)
+            let configured = configure(build, mesos, commit: "04bc7ee1", options: options)
+            #expect(configured.status == 0, "\(configured.output)")
+            let cpack = sandbox.read(build + "/CPackConfig.cmake") ?? ""
+            #expect(cpack.contains("set(CPACK_DEBIAN_PACKAGE_MAINTAINER \"\(maintainer)\")"), "\(options)")
+            #expect(!cpack.lowercased().contains("criteo.com"))
+            #expect(sandbox.read(build + "/stage/changelog")?.contains("\n -- \(maintainer)  ") == true)
+        }
+        let wrong = configure(sandbox.path + "/wrong", mesos, commit: "04bc7ee1",
+                              options: "-DMCM_PACKAGE_MAINTAINER=nobody")
+        #expect(wrong.status != 0)
+        #expect(wrong.output.contains("MCM_PACKAGE_MAINTAINER is 'nobody': give 'Name <address>'"), "\(wrong.output)")
     }
 }

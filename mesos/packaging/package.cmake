@@ -55,6 +55,16 @@ endif()
 file(WRITE "${STAGE}/modules.json" "${manifest}")
 file(MAKE_DIRECTORY "${STAGE}/lib")
 
+# Who the package names as its maintainer (the Maintainer field, the changelog's trailer). Operators who build
+# their own package put their team: -DMCM_PACKAGE_MAINTAINER="Mesos team <mesos-team@example.com>". The default
+# names no real person or company: the .invalid domain is reserved and never delivers (RFC 2606).
+set(MCM_PACKAGE_MAINTAINER "mesos-command-modules packagers <packagers@localhost.invalid>" CACHE STRING
+    "The Debian package's maintainer, as 'Name <address>'")
+if(NOT MCM_PACKAGE_MAINTAINER MATCHES "^[^<>@]*[^<>@ ] <[^<>@ ]+@[^<>@ ]+\\.[^<>@ ]+>$")
+  message(FATAL_ERROR "MCM_PACKAGE_MAINTAINER is '${MCM_PACKAGE_MAINTAINER}': give 'Name <address>', e.g. "
+          "-DMCM_PACKAGE_MAINTAINER=\"Mesos team <mesos-team@example.com>\"")
+endif()
+
 # The Debian changelog and the man page, compressed as Debian wants them (gzip -9n: no name, no time stamp).
 string(REPLACE "-" "~" MESOS_VERSION_DEB "${MESOS_VERSION}")
 string(SUBSTRING "${MESOS_COMMIT}" 0 12 MESOS_COMMIT_SHORT)
@@ -65,7 +75,7 @@ file(WRITE "${STAGE}/changelog" "mesos-command-modules (${PACKAGE_VERSION}) unst
   * mesos-command-modules ${MCM_VERSION}, built for Apache Mesos ${MESOS_VERSION}
     (commit ${MESOS_COMMIT_SHORT}).
 
- -- Criteo Mesos <mesos@criteo.com>  ${changelog_date}
+ -- ${MCM_PACKAGE_MAINTAINER}  ${changelog_date}
 ")
 add_custom_command(
   OUTPUT "${STAGE}/changelog.gz" "${STAGE}/mesos-command-modules.1.gz" "${STAGE}/README.md.gz"
@@ -106,7 +116,8 @@ set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME mesos-command-modules)
 set(CPACK_PACKAGE_VERSION "${PACKAGE_VERSION}")
 set(CPACK_PACKAGING_INSTALL_PREFIX "${CMAKE_INSTALL_PREFIX}")
-set(CPACK_PACKAGE_CONTACT "Criteo Mesos <mesos@criteo.com>")
+set(CPACK_PACKAGE_CONTACT "${MCM_PACKAGE_MAINTAINER}")
+set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${MCM_PACKAGE_MAINTAINER}")
 set(CPACK_DEBIAN_PACKAGE_VERSION "${PACKAGE_VERSION}")
 set(CPACK_DEBIAN_FILE_NAME "mesos-command-modules_${PACKAGE_VERSION}_${DEB_ARCH}.deb")
 set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE "${DEB_ARCH}")

@@ -67,7 +67,7 @@ extension WorkerRecords {
                     break
                 case .cannot(let code):
                     let list = groups.keys.sorted().map { String($0) }.joined(separator: ", ")
-                    let message = "Cannot kill what the workers of a previous agent (pid \(agent)) left in process "
+                    let message = "Cannot kill what the workers of the \(previousHost(agent)) left in process "
                         + "group(s) \(list): "
                         + "pidfd_open or pidfd_send_signal failed (\(SystemError.describe(code))); a pid alone could "
                         + "name another process by now, so none is signalled"
@@ -78,18 +78,22 @@ extension WorkerRecords {
             if !killedNow { break }
         }
         if !killed.isEmpty {
-            let message = "The previous agent (pid \(agent)) ended without stopping its workers: killed (SIGKILL) "
+            let message = "The \(previousHost(agent)) ended without stopping its workers: killed (SIGKILL) "
                 + "\(killed.count) process(es) they left: \(killed.map(String.init).joined(separator: ", "))"
             logger.warning("\(message)")
         }
         if !unproven.isEmpty {
-            let message = "Left alone \(unproven.count) process(es) with the process group id of one of the previous "
-                + "agent's workers (\(unproven.sorted().map(String.init).joined(separator: ", "))): that worker is "
-                + "gone (its pid may name another process by now) and they lack its \(tokenVariable), so nothing "
+            let message = "Left alone \(unproven.count) process(es) with the process group id of a worker of "
+                + "the \(previousHost(agent)) (\(unproven.sorted().map(String.init).joined(separator: ", "))): "
+                + "that worker is gone (its pid may name another process by now) and they lack its \(tokenVariable), so nothing "
                 + "proves they are its own"
             logger.warning("\(message)")
         }
     }
+
+    /// The process that recorded the workers, as the warnings name it: a hook module runs in a master as well as
+    /// in an agent, and its records do not say which.
+    static func previousHost(_ pid: pid_t) -> String { "agent or master that ran this module before (pid \(pid))" }
 
     /// Sends SIGKILL to `pid` if it is provably the recorded worker of `group` or one of its children: the worker
     /// itself (same pid and start time), a process whose environment holds the instance's token, or a member of
