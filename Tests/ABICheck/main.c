@@ -571,7 +571,10 @@ static int host_workers(const char *temp_dir, const char *state_dir, const char 
     for (;;) pause();
 }
 
+int check_exit_notice(const char *mode, int events); /* exit_notice.c */
+
 int main(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "exit-notice") == 0) return check_exit_notice(argv[2], atoi(argv[3]));
     if (argc == 6 && strcmp(argv[1], "worker-host") == 0) return host_workers(argv[2], argv[3], argv[4], argv[5]);
     snprintf(dir, sizeof dir, "%s/mcm-abi-check.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) {

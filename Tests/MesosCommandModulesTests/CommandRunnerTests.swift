@@ -33,10 +33,10 @@ import Testing
         let runner = try makeRunner(sandbox)
         let run = try await runner.run(script, input: [], timeout: 5)
         #expect(String(decoding: run.output, as: UTF8.self) == "700\n600\n600\n600\n")
-        #expect(Sandbox.entries(runner.temporaryDirectory).isEmpty)
+        #expect(Sandbox.runFiles(runner.temporaryDirectory).isEmpty)
         let failing = sandbox.script("fails.sh", "#!/bin/sh\nexit 1\n")
         _ = await failure(runner, failing)
-        #expect(Sandbox.entries(runner.temporaryDirectory).isEmpty)
+        #expect(Sandbox.runFiles(runner.temporaryDirectory).isEmpty)
     }
 
     @Test func theCommandInheritsNoFileDescriptorOfTheAgent() async throws {
@@ -182,29 +182,48 @@ import Testing
         #expect(await eventually(within: 3) { !processAlive(pid) })
     }
 
-    @Test func theDirectoryOfACrashedAgentIsRemovedAtStart() throws {
-        // A directory left by a process that no longer exists (pid 2^22 + 1 is above pid_max's default range
-        // of live pids here), with a file its command left, and one of a live process (ours).
-        let dead = sandbox.mkdir("mesos-command-modules.test.4194305.AbCdEf")
-        chmod(dead, 0o700)
+    /// SPEC §3: a private directory of an earlier instance is removed only when its `instance` record proves that
+    /// instance gone (the proof of worker records: boot, pid namespace, pid, start time).
+    @Test func theDirectoryOfACrashedAgentIsRemovedAtStartAndNoOtherOne() throws {
+        let here = try #require(ProcessIdentity.Maker.current)
+        func made(_ name: String, by maker: ProcessIdentity.Maker?) -> String {
+            let dir = sandbox.mkdir(name)
+            chmod(dir, 0o700)
+            if let maker { sandbox.write(dir + "/instance", maker.text) }
+            return dir
+        }
+        func maker(pid: pid_t, start: UInt64, namespace: String = ProcessIdentity.pidNamespace,
+                   boot: String = ProcessIdentity.bootID) -> ProcessIdentity.Maker {
+            ProcessIdentity.Maker(bootID: boot, namespace: namespace, pid: pid, startTime: start)
+        }
+        // A process of this namespace that no longer exists (pid 2^22 + 1 is above pid_max's default range of
+        // live pids here), with a file its command left.
+        let dead = made("mesos-command-modules.test.4194305.AbCdEf", by: maker(pid: 4194305, start: 1))
         sandbox.write(dead + "/in.123456", "{}")
+        // This process's pid, but another start time: a crashed agent's whose pid was reused (a pid namespace).
+        let reused = made("mesos-command-modules.test.\(getpid()).XyZxYz", by: maker(pid: getpid(), start: 1))
+        // Another boot's.
+        let earlierBoot = made("mesos-command-modules.test.7.BoOtBo", by: maker(pid: 7, start: 1, boot: "another-boot"))
+        // A live process (pid 1, its real start time); this very process (another module of it).
+        let alive = made("mesos-command-modules.test.1.XyZxYz",
+                         by: maker(pid: 1, start: ProcessIdentity.status(of: 1)?.startTime ?? 0))
+        let mine = made("mesos-command-modules.test.\(getpid()).MiNeMi", by: here)
+        // Another pid namespace's (its pid means nothing here), and one without a record (being made, or of an
+        // older version): nothing proves them gone.
+        let otherNamespace = made("mesos-command-modules.test.4194305.NsNsNs", by: maker(pid: 4194305, start: 1, namespace: "0:1"))
+        let unproven = made("mesos-command-modules.test.4194306.NoNoNo", by: nil)
         // A directory of that name that is not private (not made by a module) is not ours to remove.
         let notPrivate = sandbox.mkdir("mesos-command-modules.test.4194306.AbCdEf")
-        // One named with this process's pid, not in use by it: a crashed agent's whose pid was reused (a pid
-        // namespace).
-        let reused = sandbox.mkdir("mesos-command-modules.test.\(getpid()).XyZxYz")
-        chmod(reused, 0o700)
-        // One of a live process (pid 1).
-        let alive = sandbox.mkdir("mesos-command-modules.test.1.XyZxYz")
-        chmod(alive, 0o700)
-        let other = sandbox.mkdir("mesos-command-modules.other.4194305.AbCdEf")
+        sandbox.write(notPrivate + "/instance", maker(pid: 4194306, start: 1).text)
+        let other = made("mesos-command-modules.other.4194305.AbCdEf", by: maker(pid: 4194305, start: 1))
         let runner = try makeRunner(sandbox)
         #expect(access(dead, F_OK) != 0)
         #expect(access(reused, F_OK) != 0)
-        #expect(access(notPrivate, F_OK) == 0)
-        #expect(access(alive, F_OK) == 0)
+        #expect(access(earlierBoot, F_OK) != 0)
+        for kept in [alive, mine, otherNamespace, unproven, notPrivate] { #expect(access(kept, F_OK) == 0, "\(kept)") }
         #expect(access(other, F_OK) == 0)  // another module's: not ours to judge
         #expect(runner.temporaryDirectory.hasPrefix(sandbox.path + "/mesos-command-modules.test.\(getpid())."))
+        #expect(sandbox.read(runner.temporaryDirectory + "/instance") == here.text)
     }
 
     @Test func aCommandThatRemovesTheTemporaryDirectoryFailsAndTheNextRunGetsAFreshOne() async throws {

@@ -30,27 +30,30 @@ final class SmallFilesystem {
         return try IsolatorModule(configuration: ModuleConfiguration(kind: .isolator, parameters: parameters), logger: log.logger)
     }
 
-    @Test func aMissingStateDirectoryIsCreated() async throws {
+    @Test func aMissingStateDirectoryIsCreatedWhenTheModuleLoads() async throws {
         let isolator = try module(stateDir: sandbox.path + "/not/yet/there")
+        #expect(Sandbox.entries(sandbox.path + "/not/yet/there") == ["m"])
         _ = try await isolator.prepare(containerID: cid("c"), containerConfig: "{}")
         #expect(Sandbox.entries(sandbox.path + "/not/yet/there/m") == ["c"])
     }
 
-    @Test func aReadOnlyStateDirectoryFailsPrepareCleanly() async throws {
-        let stateDir: String
-        let filesystem = SmallFilesystem(sandbox)
-        if let filesystem, filesystem.makeReadOnly() {
-            stateDir = filesystem.path
-        } else {
-            // Without mount rights (root ignores permission bits): a state_dir under a regular file.
-            sandbox.write(sandbox.path + "/file", "")
-            stateDir = sandbox.path + "/file/state"
+    /// A state directory that cannot be made is a load-time error naming state_dir; one that becomes read-only
+    /// after the module loaded fails prepare cleanly, before its command runs.
+    @Test func aReadOnlyStateDirectoryIsALoadErrorAndFailsPrepareCleanlyOnceLoaded() async throws {
+        guard let filesystem = SmallFilesystem(sandbox) else {
+            print("skipped: cannot mount a tmpfs here (not root?)")
+            return
         }
         let script = sandbox.script("prepare.sh", "#!/bin/sh\ntouch \(sandbox.path)/prepare-ran\n")
-        let isolator = try module(stateDir: stateDir, [("isolator_prepare_command", script)])
-        let error = await thrownError { try await isolator.prepare(containerID: cid("c"), containerConfig: "{}") } as? EventError
-        #expect(error?.description.hasPrefix("[TASK=c, METHOD=prepare] Cannot persist the container's state: cannot create the state directory") == true,
-                "\(String(describing: error))")
+        let isolator = try module(stateDir: filesystem.path, [("isolator_prepare_command", script)])
+        #expect(filesystem.makeReadOnly())
+        let error = #expect(throws: ModuleError.self) { try module(stateDir: filesystem.path + "/other") }
+        #expect(error?.description == "module 'm': cannot create the state directory '\(filesystem.path)/other' "
+            + "(state_dir): Read-only file system")
+        let failure = await thrownError { try await isolator.prepare(containerID: cid("c"), containerConfig: "{}") } as? EventError
+        #expect(failure?.description.hasPrefix("[TASK=c, METHOD=prepare] Cannot persist the container's state: cannot create "
+            + "'\(filesystem.path)/m/.c.tmp.") == true && failure?.description.hasSuffix("Read-only file system") == true,
+                "\(String(describing: failure))")
         #expect(access(sandbox.path + "/prepare-ran", F_OK) != 0)  // the command did not run
         #expect(isolator.containers.isEmpty)  // a retried prepare is not refused as a duplicate
     }
@@ -166,8 +169,8 @@ final class SmallFilesystem {
         #expect(Sandbox.entries(victim) == ["precious"])
     }
 
-    /// The module's own directory is opened without following a link, at load and at every use: replaced by a
-    /// link after the module loaded, nothing is read, written or removed through it.
+    /// The module's own directory is opened without following a link when it loads, and used through that fd
+    /// only: replaced by a link after the module loaded, nothing is read, written or removed through it.
     @Test func aStateDirectoryReplacedByALinkIsNeverFollowed() async throws {
         let victim = sandbox.mkdir("victim")
         sandbox.write(victim + "/precious", "root's")
@@ -179,11 +182,13 @@ final class SmallFilesystem {
 
         try await isolator.recover(states: #"[{"container_id":{"value":"planted"}}]"#, orphans: "[]")
         #expect(isolator.containerConfig(ContainerID("planted")) == nil)
-        #expect(log.contains("Cannot restore the state of container planted: the state directory '\(isolator.stateDirectory)' "
-            + "cannot be trusted: it is a symbolic link (never followed)"), "\(log.all)")
+        let removed = "the state directory '\(isolator.stateDirectory)' was removed after the module loaded; nothing is "
+            + "written to what is at its path now (restarting the agent makes it again)"
+        #expect(log.contains("Cannot restore the state of container planted: cannot read '\(isolator.stateDirectory)/planted': "
+            + removed), "\(log.all)")
         let prepare = await thrownError { try await isolator.prepare(containerID: cid("c1"), containerConfig: "{}") } as? EventError
-        #expect(prepare?.message == "Cannot persist the container's state: the state directory '\(isolator.stateDirectory)' "
-            + "cannot be trusted: it is a symbolic link (never followed)")
+        #expect(prepare?.message.hasPrefix("Cannot persist the container's state: cannot create '\(isolator.stateDirectory)/.c1.tmp.")
+            == true && prepare?.message.hasSuffix(removed) == true, "\(String(describing: prepare))")
         try await isolator.cleanup(containerID: cid("c0"))
         #expect(Sandbox.entries(victim) == ["planted", "precious"])
         // A new module (the agent restarted) refuses to load.

@@ -97,7 +97,7 @@ import Testing
         let (error, result, module) = try await prepare(script)
         #expect(ContinuousClock.now - start < .seconds(2))
         #expect(error == nil && result == #"{"user":"app"}"#)
-        #expect(Sandbox.entries(module.temporaryDirectory).isEmpty)
+        #expect(Sandbox.runFiles(module.temporaryDirectory).isEmpty)
         // The holder keeps the pipe (and so the module's end of it) until it ends.
         #expect(await eventually(within: 3) { sandbox.read(pidFile)?.isEmpty == false })
         if let pid = pid_t(sandbox.read(pidFile)?.trimmingWhitespace ?? "") { kill(pid, SIGKILL) }
@@ -161,7 +161,7 @@ import Testing
         let module = try isolator(sandbox, [("isolator_cleanup_command", script)])
         try module.adopt(containerID: cid("c1"), containerConfig: "{}")
         try await module.cleanup(containerID: cid("c1"))
-        #expect(Sandbox.entries(module.temporaryDirectory).isEmpty)
+        #expect(Sandbox.runFiles(module.temporaryDirectory).isEmpty)
     }
 
     @Test func readsStdinToTheEndOrClosesIt() async throws {

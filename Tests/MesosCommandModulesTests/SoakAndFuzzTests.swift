@@ -86,7 +86,7 @@ func environmentInt(_ name: String, default value: Int) -> Int {
         }
         let elapsed = ContinuousClock.now - start
         await expectNothingLeft(fdsBefore: fds, temporaryDirectory: goodModule.temporaryDirectory)
-        #expect(Sandbox.entries(hostileModule.temporaryDirectory).isEmpty)
+        #expect(Sandbox.runFiles(hostileModule.temporaryDirectory).isEmpty)
         let growth = residentBytes() - rss
         let newFDs = Set(openFDTargets()).subtracting(baselineTargets)
         if !newFDs.isEmpty { print("fds opened since the baseline (the runtime's own included): \(newFDs.sorted())") }

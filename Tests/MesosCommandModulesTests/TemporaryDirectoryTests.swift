@@ -53,7 +53,7 @@ import Testing
         var module: IsolatorModule? = try isolator(sandbox, [("isolator_prepare_command", prepare)])
         let made = module!.temporaryDirectory
         _ = try await module!.prepare(containerID: cid("c1"), containerConfig: "{}")
-        #expect(Sandbox.entries(made) == ["scratch"])
+        #expect(Sandbox.runFiles(made) == ["scratch"])
         module = nil
         #expect(access(made, F_OK) != 0, "the directory is gone")
         #expect(sandbox.read(outside + "/file") == "keep\n", "the link was not followed")

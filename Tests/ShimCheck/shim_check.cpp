@@ -3,8 +3,12 @@
 // are completed in a libprocess context — never on an engine thread — so Mesos' continuations (the
 // containerizer's prepare chain is not deferred) run where they would with any Mesos isolator. Prints one
 // "ok"/"not ok" line per check and "N passed, N failed"; exits 1 if any failed. Run by Tests/MesosAgent/run.sh.
+#include <dirent.h>
 #include <dlfcn.h>
+#include <signal.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <cstdio>
@@ -17,11 +21,13 @@
 #include <mesos/module/isolator.hpp>
 #include <mesos/slave/isolator.hpp>
 
+#include <process/clock.hpp>
 #include <process/future.hpp>
 #include <process/metrics/metrics.hpp>
 #include <process/process.hpp>
 
 #include <stout/duration.hpp>
+#include <stout/stringify.hpp>
 #include <unistd.h>
 
 namespace {
@@ -68,6 +74,64 @@ bool continuedInLibprocess(const process::Future<T>& future)
     usleep(10 * 1000);
   }
   return where == 1;
+}
+
+// The thread id of the engine's event loop (named mcm-event-loop), or 0.
+pid_t engineLoopThread()
+{
+  pid_t found = 0;
+  DIR* tasks = opendir("/proc/self/task");
+  while (tasks != nullptr && found == 0) {
+    dirent* entry = readdir(tasks);
+    if (entry == nullptr) {
+      break;
+    }
+    std::string comm;
+    std::getline(std::ifstream(std::string("/proc/self/task/") + entry->d_name + "/comm"), comm);
+    if (comm == "mcm-event-loop") {
+      found = atoi(entry->d_name);
+    }
+  }
+  if (tasks != nullptr) {
+    closedir(tasks);
+  }
+  return found;
+}
+
+// Stops one thread of this process, and only it, from a child that traces it (PTRACE_SEIZE + PTRACE_INTERRUPT);
+// the thread runs again when the child is killed. Returns the child's pid once the thread is stopped, or -1.
+pid_t stopThread(pid_t thread)
+{
+  int ready[2];
+  if (pipe(ready) != 0) {
+    return -1;
+  }
+  pid_t tracer = fork();
+  if (tracer == 0) {
+    close(ready[0]);
+    int status = 0;
+    bool stopped = ptrace(PTRACE_SEIZE, thread, nullptr, nullptr) == 0 &&
+      ptrace(PTRACE_INTERRUPT, thread, nullptr, nullptr) == 0 && waitpid(thread, &status, __WALL) == thread;
+    char answer = stopped ? 'y' : 'n';
+    if (write(ready[1], &answer, 1) != 1) {
+      _exit(1);
+    }
+    for (;;) {
+      pause();
+    }
+  }
+  close(ready[1]);
+  char answer = 'n';
+  if (tracer < 0 || read(ready[0], &answer, 1) != 1 || answer != 'y') {
+    answer = 'n';
+  }
+  close(ready[0]);
+  if (answer != 'y' && tracer > 0) {
+    kill(tracer, SIGKILL);
+    waitpid(tracer, nullptr, 0);
+    return -1;
+  }
+  return tracer;
 }
 
 } // namespace {
@@ -156,6 +220,46 @@ int main(int argc, char** argv)
   process::Future<Option<mesos::DockerTaskExecutorPrepareInfo>> decorated =
       hook->slavePreLaunchDockerTaskExecutorDecorator(None(), executor, "c", "/w", "/s", None());
   check(continuedInLibprocess(decorated), "the docker decorator's future completes in a libprocess context");
+
+  // An engine that never answers (its event loop thread stopped: no exit, no deadline is learnt): the isolator's
+  // future fails after the event's answer limit plus the shim's margin, as a hook's does, and the answer that
+  // comes once the engine runs again writes to nothing freed (the next event works).
+  mesos::Parameters stalledParameters;
+  add(&stalledParameters, "module_name", "shim_check_stalled");
+  add(&stalledParameters, "temp_dir", dir);
+  add(&stalledParameters, "state_dir", dir + "/state");
+  add(&stalledParameters, "grace_period", "0.2");
+  add(&stalledParameters, "isolator_prepare_timeout", "1");
+  add(&stalledParameters, "isolator_prepare_command", script(dir, "quick.sh", "#!/bin/sh\nexit 0\n"));
+  mesos::slave::Isolator* stalled = isolatorModule->create(stalledParameters);
+  check(stalled != nullptr, "the isolator of the unanswered event is created");
+  mesos::ContainerID first;
+  first.set_value("never-answered");
+  const pid_t loop = engineLoopThread();
+  const pid_t tracer = loop > 0 ? stopThread(loop) : -1;
+  check(tracer > 0, "the engine's event loop thread is stopped (ptrace)", std::to_string(loop));
+  if (stalled != nullptr && tracer > 0) {
+    const process::Time start = process::Clock::now();
+    process::Future<Option<mesos::slave::ContainerLaunchInfo>> never = stalled->prepare(first, config);
+    never.await(Seconds(30));
+    const Duration waited = process::Clock::now() - start;
+    check(never.isFailed() && never.failure().find("gave no answer within") != std::string::npos &&
+              waited >= Seconds(5) && waited < Seconds(20),
+          "an isolator future the engine never answers fails after its answer limit and the margin",
+          (never.isFailed() ? never.failure() : std::string("not failed")) + " after " + stringify(waited));
+    kill(tracer, SIGKILL);
+    waitpid(tracer, nullptr, 0);
+    mesos::ContainerID second;
+    second.set_value("answered");
+    process::Future<Option<mesos::slave::ContainerLaunchInfo>> next = stalled->prepare(second, config);
+    next.await(Seconds(20));
+    check(next.isReady(), "once the engine runs again, its late answer harms nothing and the next event works",
+          next.isFailed() ? next.failure() : "");
+  } else if (tracer > 0) {
+    kill(tracer, SIGKILL);
+    waitpid(tracer, nullptr, 0);
+  }
+  delete stalled;
 
   delete hook;
   delete isolator;

@@ -88,11 +88,11 @@ Future<Nothing> CommandIsolator::isolate(const ContainerID& containerId, pid_t p
 
 
 // The engine runs the watch loop; discarding the returned future (Mesos does when the container is
-// destroyed) cancels it, its command included.
+// destroyed) cancels it, its command included. Unbounded: it stays pending until a limitation comes.
 Future<ContainerLimitation> CommandIsolator::watch(const ContainerID& containerId)
 {
   return message<ContainerLimitation>(
-      engine_->run("isolator_watch", {{"container_id", render(containerId)}}), None());
+      engine_->run("isolator_watch", {{"container_id", render(containerId)}}, false), None());
 }
 
 

@@ -5,6 +5,7 @@
 
 #include <glog/logging.h>
 
+#include <process/clock.hpp>
 #include <process/dispatch.hpp>
 #include <process/id.hpp>
 #include <process/metrics/metrics.hpp>
@@ -39,19 +40,28 @@ void logLine(void*, mcm_log_level level, const char* message, size_t length)
   }
 }
 
+// An event's promise, shared by the engine's callback and the answer-limit fallback (see Engine::run): whichever
+// comes second finds it alive and already completed, and changes nothing.
 struct Pending
 {
   process::Promise<Option<std::string>> promise;
   process::PID<Engine::Completions> completions;
+  // The fallback's timer, cancelled by the answer; set before the event starts, then used on Completions only.
+  Option<process::Timer> fallback;
 };
 
 // Called on an engine thread: copies the outcome and hands it to the Completions process, which completes the
 // promise (and so runs Mesos' continuations) in a libprocess context.
 void completePending(void* context, mcm_status status, const char* data, size_t length)
 {
-  std::shared_ptr<Pending> pending(static_cast<Pending*>(context));
+  std::unique_ptr<std::shared_ptr<Pending>> holder(static_cast<std::shared_ptr<Pending>*>(context));
+  std::shared_ptr<Pending> pending = *holder;
   std::string text(data, length);
   process::dispatch(pending->completions, [pending, status, text]() {
+    if (pending->fallback.isSome()) {
+      process::Clock::cancel(pending->fallback.get());
+      pending->fallback = None(); // its thunk holds `pending`
+    }
     switch (status) {
       case MCM_STATUS_RESULT:
         pending->promise.set(Option<std::string>(text));
@@ -82,8 +92,9 @@ void completeWaiting(void* context, mcm_status status, const char* data, size_t 
   (*waiting)->done.set_value({status, std::string(data, length)});
 }
 
-// How long past the engine's own answer limit a hook still waits: the engine answers by its limit; this is
-// only for an engine that cannot (e.g. its threads starved), so that no agent or master actor blocks forever.
+// How long past the engine's own answer limit a hook still waits, or an isolator's future stays pending: the
+// engine answers by its limit; this is only for an engine that cannot (e.g. its threads starved), so that no
+// agent or master actor blocks forever and no container launch or cleanup hangs without a message.
 const double ANSWER_MARGIN_SECONDS = 5;
 
 std::vector<mcm_fragment> toFragments(const Fragments& fragments)
@@ -230,16 +241,39 @@ void Engine::registerMetrics()
 
 
 process::Future<Option<std::string>> Engine::run(
-    const std::string& event, const Fragments& fragments)
+    const std::string& event, const Fragments& fragments, bool bounded)
 {
-  Pending* pending = new Pending();
+  std::shared_ptr<Pending> pending = std::make_shared<Pending>();
   pending->completions = completions_->self();
   process::Future<Option<std::string>> future = pending->promise.future();
   std::vector<mcm_fragment> input = toFragments(fragments);
-  uint64_t token = mcm_run_event(
-      module_, event.c_str(), input.data(), input.size(), completePending, pending);
-
   std::weak_ptr<Engine> self = shared_from_this();
+  // The token is known once mcm_run_event returns, long before the fallback can fire.
+  std::shared_ptr<std::atomic<uint64_t>> started = std::make_shared<std::atomic<uint64_t>>(0);
+  if (bounded) {
+    const double limit = mcm_module_answer_limit(module_, event.c_str()) + ANSWER_MARGIN_SECONDS;
+    const std::string message = "[METHOD=" + event + "] the module '" + name_ + "' gave no answer within " +
+      stringify(limit) + "s (the event's timeout, grace_period and a margin); the event fails";
+    // Armed before the event starts, so that the answer, whenever it comes, finds the timer to cancel.
+    pending->fallback = process::Clock::timer(
+        Milliseconds(static_cast<int64_t>(limit * 1000)), [pending, self, started, message]() {
+          process::dispatch(pending->completions, [pending, self, started, message]() {
+            pending->fallback = None(); // its thunk holds `pending`
+            if (!pending->promise.future().isPending()) {
+              return;
+            }
+            LOG(ERROR) << message;
+            pending->promise.fail(message);
+            if (std::shared_ptr<Engine> engine = self.lock()) {
+              mcm_cancel(engine->module_, started->load());
+            }
+          });
+        });
+  }
+  const uint64_t token = mcm_run_event(
+      module_, event.c_str(), input.data(), input.size(), completePending, new std::shared_ptr<Pending>(pending));
+  started->store(token);
+
   future.onDiscard([self, token]() {
     if (std::shared_ptr<Engine> engine = self.lock()) {
       mcm_cancel(engine->module_, token);

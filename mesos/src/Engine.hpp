@@ -78,8 +78,10 @@ public:
 
   // Runs an event. The future holds the JSON result, or None for "none / no change"; it fails with the
   // engine's message and is discarded when the event is cancelled. Discarding it cancels the event.
+  // `bounded` (every event but the watch loop, which runs until a limitation comes): should the engine not
+  // answer by the event's answer limit plus a margin, the future fails then, with an ERROR line, as a hook does.
   process::Future<Option<std::string>> run(
-      const std::string& event, const Fragments& fragments);
+      const std::string& event, const Fragments& fragments, bool bounded = true);
 
   // Runs an event and blocks the calling thread until it is done: for Mesos' synchronous hook methods.
   Try<Option<std::string>> runAndWait(

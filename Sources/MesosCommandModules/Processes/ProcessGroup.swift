@@ -45,6 +45,24 @@ final class ProcessGroup {
     /// Whether the loop must poll for the leader's exit (no pidfd, or it could not be registered).
     var polls: Bool { pidFD < 0 && !leaderExited }
 
+    /// How often the loop looks for the exit of a leader it has no pidfd for.
+    static let pollInterval: UInt64 = 2_000_000
+    /// When the loop next looks for the leader's exit, while it `polls`: at once at first (a child the kernel
+    /// reaped itself is gone already), then every `pollInterval`. A time kept here, not "now + interval" worked
+    /// out whenever the loop asks: that one is never due, and the exit was then noticed only at the deadline.
+    private var pollAt: UInt64 = 0
+
+    /// When the loop must next poll for the leader's exit (``pollExit(now:on:)``), or nil: a pidfd tells, or it
+    /// exited.
+    var nextPoll: UInt64? { polls ? pollAt : nil }
+
+    /// Polls for the leader's exit if a poll is due, and sets the next one. Returns true when it newly exited.
+    func pollExit(now: UInt64, on loop: EventLoop) -> Bool {
+        guard polls, now >= pollAt else { return false }
+        pollAt = now &+ Self.pollInterval
+        return noticeExit(on: loop)
+    }
+
     /// Registers the pidfd; on failure the loop falls back to polling. Returns the errno of the failure, or 0.
     func register(on loop: EventLoop, id: UInt64, tag: UInt8) -> Int32 {
         guard pidFD >= 0 else { return 0 }

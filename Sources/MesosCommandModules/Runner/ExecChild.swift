@@ -97,7 +97,7 @@ final class ExecChild: LoopClient {
         guard let group else { return completion != nil ? deadline : nil }
         var due = group.killAt ?? (stop == nil && completion != nil ? deadline : UInt64.max)
         if let answerBy, completion != nil { due = min(due, answerBy) }
-        if group.polls { due = min(due, MonotonicClock.now() &+ 2_000_000) }
+        if let poll = group.nextPoll { due = min(due, poll) }
         return due == .max ? nil : due
     }
 
@@ -111,7 +111,7 @@ final class ExecChild: LoopClient {
             }
             return
         }
-        if group.polls && group.noticeExit(on: loop) { leaderExited(loop) }
+        if group.pollExit(now: now, on: loop) { leaderExited(loop) }
         if stop == nil && completion != nil && !group.leaderExited && now >= deadline {
             stop = .timedOut
             group.terminate(gracePeriod: gracePeriod, now: now)

@@ -65,7 +65,10 @@ final class TemporaryArea: Sendable {
         /// Removes what this directory holds (what a command made in it included) and, if its path still names
         /// it, the directory itself.
         func removeAll() {
-            for name in FileIO.entries(fd: fd) { FileIO.removeTree(name, in: fd) }
+            // The record of who made it goes last: a directory half removed by an agent that died meanwhile still
+            // proves whose it was.
+            let names = FileIO.entries(fd: fd).sorted { $1 == ProcessIdentity.Maker.fileName && $0 != $1 }
+            for name in names { FileIO.removeTree(name, in: fd) }
             var byPath = stat()
             if lstat(path, &byPath) == 0, UInt64(byPath.st_dev) == device, UInt64(byPath.st_ino) == inode {
                 rmdir(path)
@@ -85,14 +88,10 @@ final class TemporaryArea: Sendable {
         var error: String { directory.path + "/" + names.error }
     }
 
-    /// The directories this process uses now: one named with this process's pid but not among them is a crashed
-    /// agent's whose pid this one reuses (in a pid namespace, a restarted agent often gets the same pid).
-    private static let inUse = Mutex<Set<String>>([])
-
     /// Where the module's directories are made (`temp_dir`).
     let parent: String
-    /// `mesos-command-modules.<module_name>.`: with the pid after it, it lets a later agent remove the
-    /// directory of one that crashed.
+    /// `mesos-command-modules.<module_name>.`: with the pid after it, it lets a later agent find the directory
+    /// of one that crashed (its `instance` file proves whether that agent is gone).
     private let prefix: String
     private let logger: Logger
     private let current: Mutex<Directory>
@@ -103,8 +102,8 @@ final class TemporaryArea: Sendable {
         self.prefix = "mesos-command-modules.\(Self.safeName(moduleName))."
         self.logger = logger
         try Self.prepareParent(parent)
-        Self.removeDirectoriesOfDeadProcesses(in: parent, prefix: prefix)
-        current = Mutex(try Self.makeDirectory(in: parent, prefix: prefix))
+        Self.removeAbandonedDirectories(in: parent, prefix: prefix)
+        current = Mutex(try Self.makeDirectory(in: parent, prefix: prefix, maker: ProcessIdentity.Maker.current))
     }
 
     deinit {
@@ -178,7 +177,7 @@ final class TemporaryArea: Sendable {
         return try current.withLock { (current: inout Directory) throws(CommandError.Setup) -> Directory in
             // Another event may have replaced it meanwhile.
             if current !== directory, current.trust() == .trusted { return current }
-            let fresh = try Self.makeDirectory(in: parent, prefix: prefix)
+            let fresh = try Self.makeDirectory(in: parent, prefix: prefix, maker: ProcessIdentity.Maker.current)
             logger.warning(
                 "The private temporary directory '\(current.path)' can no longer be trusted: \(reason). Commands now use a new one, '\(fresh.path)'.")
             Self.retire(current)
@@ -188,30 +187,40 @@ final class TemporaryArea: Sendable {
     }
 
     /// Removes a directory this process made and no longer uses.
-    static func retire(_ directory: Directory) {
-        directory.removeAll()
-        _ = inUse.withLock { $0.remove(directory.path) }
-    }
+    static func retire(_ directory: Directory) { directory.removeAll() }
 
     /// Makes `<parent>/<prefix><this pid>.XXXXXX`, 0700, and opens it; this process uses it until `retire`.
-    static func makeDirectory(in parent: String, prefix: String) throws(CommandError.Setup) -> Directory {
+    /// With `maker`, the directory holds its record (``ProcessIdentity/Maker``, in the file `instance`) before it is
+    /// used: what proves, to another instance sharing `parent`, whether the one that made it is gone.
+    static func makeDirectory(in parent: String, prefix: String, maker: ProcessIdentity.Maker? = nil)
+        throws(CommandError.Setup) -> Directory
+    {
         var template = Array("\(parent)/\(prefix)\(getpid()).XXXXXX".utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw CommandError.Setup(
                 "cannot create a private temporary directory in '\(parent)' (temp_dir): \(SystemError.describe(errno))")
         }
         let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        _ = inUse.withLock { $0.insert(path) }
         let fd = mcm_open_directory(path)
         var info = stat()
         guard fd >= 0, fstat(fd, &info) == 0 else {
             let code = errno
             if fd >= 0 { close(fd) }
             rmdir(path)
-            _ = inUse.withLock { $0.remove(path) }
             throw CommandError.Setup("cannot open the private temporary directory '\(path)': \(SystemError.describe(code))")
         }
-        return Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+        let directory = Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+        if let maker {
+            let record = mcm_create_file_at(fd, ProcessIdentity.Maker.fileName)
+            let code = record < 0 ? errno : FileIO.writeAll(record, Array(maker.text.utf8))
+            if record >= 0 { close(record) }
+            if code != 0 {
+                directory.removeAll()
+                throw CommandError.Setup("cannot record which process made the private temporary directory '\(path)': "
+                    + SystemError.describe(code))
+            }
+        }
+        return directory
     }
 
     /// What another user could do with a `temp_dir` they can change (SPEC §3).
@@ -251,13 +260,23 @@ final class TemporaryArea: Sendable {
         }
     }
 
-    /// Removes `<parent>/<prefix><pid>.*` directories whose process is gone (an agent that crashed) — or whose
-    /// pid is this process's but which it does not use (a crashed agent's, in a pid namespace) — with what its
-    /// commands left in them.
-    static func removeDirectoriesOfDeadProcesses(in parent: String, prefix: String) {
-        for (pid, directory) in privateDirectories(in: parent, prefix: prefix) where processIsGone(pid, directory) {
+    /// Removes the `<parent>/<prefix><pid>.*` directories of module instances proven gone (an agent that
+    /// crashed), with what its commands left in them.
+    static func removeAbandonedDirectories(in parent: String, prefix: String) {
+        for (_, directory) in privateDirectories(in: parent, prefix: prefix) where isAbandoned(directory) {
             directory.removeAll()
         }
+    }
+
+    /// Whether the instance that made a private directory — temporary files or worker records — is proven gone
+    /// (SPEC §3, §8): the `instance` file it wrote first names a process of another boot, or of this boot and pid
+    /// namespace that has ended (no process with its pid, or one that started at another time: a pid reused
+    /// since, by this very process in a pid namespace, does not count). Never because a pid of another pid
+    /// namespace is not running here — an agent in a container sharing `temp_dir` is alive there. Without a
+    /// record (one being made right now, or a directory of a version that wrote none) nothing proves it: the
+    /// directory is left alone.
+    static func isAbandoned(_ directory: Directory) -> Bool {
+        ProcessIdentity.Maker(recordIn: directory.fd)?.hasEnded ?? false
     }
 
     /// The directories `<parent>/<prefix><pid>.*` that are provably made by a module of this user: directories
@@ -278,11 +297,5 @@ final class TemporaryArea: Sendable {
             }
         }
         return found
-    }
-
-    /// Whether the process that made `directory` (named with its `pid`) is gone: no process has that pid, or it is
-    /// this process but the directory is none of those it uses (a crashed agent's, in a pid namespace).
-    static func processIsGone(_ pid: pid_t, _ directory: Directory) -> Bool {
-        pid == getpid() ? !inUse.withLock { $0.contains(directory.path) } : kill(pid, 0) != 0 && errno == ESRCH
     }
 }

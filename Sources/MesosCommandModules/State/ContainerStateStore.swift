@@ -11,10 +11,12 @@ import Synchronization
 /// never sees half a file; a crash leaves at worst a dot-file, which `recover` removes; once `persist` returned,
 /// a power loss cannot undo the rename.
 ///
-/// The directory is trusted (SPEC §3): it and every directory above it were checked when the module loaded, and
-/// every file is made, read and removed through an fd on `<module_name>/` opened without following a link (and
-/// checked again: ours, not writable by others) — never through a path another user could redirect. A state
-/// file that is a symbolic link is refused, never followed nor removed through.
+/// The directory is made and trusted when the module loads (SPEC §3): every directory above it is checked, the
+/// missing ones are made (0755; the module's own 0700) and checked again, and `<module_name>/` is opened without
+/// following a link and checked (ours, not writable by others). That fd is kept for the module's life: every file
+/// is made, read and removed through it — never through a path another user could redirect, nor in a directory
+/// another user makes later where one was missing (a `state_dir` under a sticky `/tmp`). A state file that is a
+/// symbolic link is refused, never followed nor removed through.
 ///
 /// The `<event>_when` decisions taken at `prepare` live in the same file, so that they survive a restart: the
 /// events whose rule did not match are listed under one extra member, `"mesos_command_modules":
@@ -36,19 +38,21 @@ final class ContainerStateStore: Sendable {
 
     /// `<state_dir>/<module_name>`.
     let directory: String
-    /// The directory above it, and its name there.
-    private let parent: String
-    private let leaf: String
+    /// Open on `directory` since the module loaded; every state operation goes through it.
+    private let directoryFD: Int32
     private let records = Mutex<[String: Record]>([:])
 
-    /// Checks that the directory can be trusted (SPEC §3); creates nothing.
+    /// Checks that the directory can be trusted, makes what is missing of it, checks again and opens it (SPEC
+    /// §3): a directory that cannot be made or trusted is a load-time error.
     init(stateDirectory: String, moduleName: String) throws(StateError) {
         directory = Self.directory(stateDirectory: stateDirectory, moduleName: moduleName)
-        (parent, leaf) = Self.split(directory)
         if let distrust = Self.distrust(stateDirectory: stateDirectory, moduleName: moduleName) {
             throw StateError("state_dir \(distrust.message(about: stateDirectory)): \(Self.distrustConsequence)")
         }
+        directoryFD = try Self.makeAndOpen(directory)
     }
+
+    deinit { close(directoryFD) }
 
     static func directory(stateDirectory: String, moduleName: String) -> String {
         stateDirectory.hasSuffix("/") ? stateDirectory + moduleName : stateDirectory + "/" + moduleName
@@ -118,8 +122,6 @@ final class ContainerStateStore: Sendable {
 
     /// Writes a container's config atomically and durably. Throws a message naming the path and the cause.
     func persist(_ record: Record) throws(StateError) {
-        let directoryFD = try openDirectory(create: true)!
-        defer { close(directoryFD) }
         let name = Self.fileName(record.id)
         let target = directory + "/" + name
         let temporary = "." + name + ".tmp." + String(getpid())
@@ -130,7 +132,7 @@ final class ContainerStateStore: Sendable {
             fd = mcm_create_file_at(directoryFD, temporary)
         }
         guard fd >= 0 else {
-            throw StateError("cannot create '\(directory)/\(temporary)': \(SystemError.describe(errno))")
+            throw StateError("cannot create '\(directory)/\(temporary)': \(cause(errno))")
         }
         var code = FileIO.writeAll(fd, Array(Self.fileContent(record).utf8))
         if code == 0 && fsync(fd) != 0 { code = errno }
@@ -138,7 +140,7 @@ final class ContainerStateStore: Sendable {
         if code == 0 && renameat(directoryFD, temporary, directoryFD, name) != 0 { code = errno }
         if code != 0 {
             unlinkat(directoryFD, temporary, 0)
-            throw StateError("cannot write '\(target)': \(SystemError.describe(code))")
+            throw StateError("cannot write '\(target)': \(cause(code))")
         }
         // Without it a power loss can keep the fsynced dot-file and lose the rename; recover would then remove it.
         // A file system that cannot fsync a directory (EINVAL, ENOTSUP) makes a rename durable its own way.
@@ -151,17 +153,13 @@ final class ContainerStateStore: Sendable {
 
     /// Removes a container's file (a link is removed, never followed); a missing file is fine.
     func removeFile(_ id: ContainerID) throws(StateError) {
-        guard let directoryFD = try openDirectory(create: false) else { return }
-        defer { close(directoryFD) }
         if unlinkat(directoryFD, Self.fileName(id), 0) != 0 && errno != ENOENT {
-            throw StateError("cannot remove '\(path(id))': \(SystemError.describe(errno))")
+            throw StateError("cannot remove '\(path(id))': \(cause(errno))")
         }
     }
 
     /// Whether the container has a state file (of any kind: a link is there too, and refused by ``load(_:)``).
     func hasFile(_ id: ContainerID) throws(StateError) -> Bool {
-        guard let directoryFD = try openDirectory(create: false) else { return false }
-        defer { close(directoryFD) }
         var info = stat()
         return fstatat(directoryFD, Self.fileName(id), &info, AT_SYMLINK_NOFOLLOW) == 0
     }
@@ -175,10 +173,6 @@ final class ContainerStateStore: Sendable {
 
     /// Reads a container's persisted config and the events skipped for it, checking that it is a JSON object.
     func load(_ id: ContainerID) throws(StateError) -> (config: String, skipped: [Event: String]) {
-        guard let directoryFD = try openDirectory(create: false) else {
-            throw StateError("cannot read '\(path(id))': \(SystemError.describe(ENOENT))")
-        }
-        defer { close(directoryFD) }
         let fd = mcm_open_read_at(directoryFD, Self.fileName(id))
         guard fd >= 0 else {
             let code = errno
@@ -188,7 +182,7 @@ final class ContainerStateStore: Sendable {
             {
                 throw StateError("'\(path(id))' is a symbolic link, not a state file: refused (never followed)")
             }
-            throw StateError("cannot read '\(path(id))': \(SystemError.describe(code))")
+            throw StateError("cannot read '\(path(id))': \(cause(code))")
         }
         defer { close(fd) }
         switch FileIO.read(fd: fd, limit: 64 << 20) {
@@ -224,11 +218,15 @@ final class ContainerStateStore: Sendable {
         var isFile: Bool
     }
 
-    /// What the state directory holds; empty when it does not exist.
+    /// What the state directory holds (empty once it was removed).
     func entries() throws(StateError) -> [Entry] {
-        guard let directoryFD = try openDirectory(create: false) else { return [] }
-        defer { close(directoryFD) }
-        return FileIO.entries(fd: directoryFD).map { name in
+        // A fresh open file description: reading a directory moves its offset, which the kept fd must not share.
+        let listing = openat(directoryFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard listing >= 0 else {
+            throw StateError("cannot read the state directory '\(directory)': \(cause(errno))")
+        }
+        defer { close(listing) }
+        return FileIO.entries(fd: listing).map { name in
             var info = stat()
             let isFile = fstatat(directoryFD, name, &info, AT_SYMLINK_NOFOLLOW) == 0 && info.st_mode & S_IFMT == S_IFREG
             return Entry(name: name, isFile: isFile)
@@ -237,44 +235,48 @@ final class ContainerStateStore: Sendable {
 
     /// Removes a regular file of the state directory (never through a link, never a directory).
     func removeFile(named name: String) throws(StateError) {
-        guard let directoryFD = try openDirectory(create: false) else { return }
-        defer { close(directoryFD) }
         var info = stat()
         guard fstatat(directoryFD, name, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFREG else { return }
         if unlinkat(directoryFD, name, 0) != 0 && errno != ENOENT {
-            throw StateError("cannot remove '\(directory)/\(name)': \(SystemError.describe(errno))")
+            throw StateError("cannot remove '\(directory)/\(name)': \(cause(errno))")
         }
     }
 
-    /// An fd on `<state_dir>/<module_name>`, opened without following a link at its name and checked (a
-    /// directory of ours that others cannot write); nil when it does not exist and `create` is false. With
-    /// `create`, the missing directories are made: 0755 above, 0700 for the module's own.
-    private func openDirectory(create: Bool) throws(StateError) -> Int32? {
-        // The directories above were checked, links included, when the module loaded: only root or the agent's
-        // user can change them. The module's own directory is the one another user might have made a link.
-        var parentFD = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if parentFD < 0 && errno == ENOENT {
-            guard create else { return nil }
-            try makeParent()
-            // Made now, or by someone else meanwhile (under a sticky parent another user may make what was
-            // missing at load): checked again before anything is made inside.
-            if let distrust = DirectoryTrust.distrust(ofPath: parent) {
-                throw StateError("state_dir \(distrust.message(about: parent)): \(Self.distrustConsequence)")
+    /// The cause of a failed operation in the directory: `code`, or — when the directory itself is gone (an
+    /// operator removed it) — that. Nothing is then written elsewhere, even if its path names a directory again.
+    private func cause(_ code: Int32) -> String {
+        var info = stat()
+        guard fstat(directoryFD, &info) == 0, info.st_nlink == 0 else { return SystemError.describe(code) }
+        return "the state directory '\(directory)' was removed after the module loaded; nothing is written to "
+            + "what is at its path now (restarting the agent makes it again)"
+    }
+
+    /// Makes what is missing of `<state_dir>/<module_name>` (0755 above, 0700 for the module's own), checks the
+    /// directories above it again — what was made, or what another user made meanwhile under a sticky parent — and
+    /// returns an fd on it, opened without following a link at its name and checked (a directory of ours that
+    /// others cannot write).
+    private static func makeAndOpen(_ directory: String) throws(StateError) -> Int32 {
+        let (parent, leaf) = split(directory)
+        var built = ""
+        for component in parent.split(separator: "/") {
+            built += "/" + component
+            if mkdir(built, 0o755) != 0 && errno != EEXIST {
+                throw StateError("cannot create the state directory '\(built)' (state_dir): \(SystemError.describe(errno))")
             }
-            parentFD = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         }
+        // From here on, no directory above the module's own can be changed by another user.
+        if let distrust = DirectoryTrust.distrust(ofPath: parent) {
+            throw StateError("state_dir \(distrust.message(about: parent)): \(distrustConsequence)")
+        }
+        let parentFD = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard parentFD >= 0 else {
             throw StateError("cannot open the state directory '\(parent)' (state_dir): \(SystemError.describe(errno))")
         }
         defer { close(parentFD) }
-        var fd = openat(parentFD, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if fd < 0 && errno == ENOENT {
-            guard create else { return nil }
-            if mkdirat(parentFD, leaf, 0o700) != 0 && errno != EEXIST {
-                throw StateError("cannot create the state directory '\(directory)' (state_dir): \(SystemError.describe(errno))")
-            }
-            fd = openat(parentFD, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if mkdirat(parentFD, leaf, 0o700) != 0 && errno != EEXIST {
+            throw StateError("cannot create the state directory '\(directory)' (state_dir): \(SystemError.describe(errno))")
         }
+        let fd = openat(parentFD, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         var info = stat()
         guard fd >= 0 else {
             let code = errno
@@ -295,17 +297,6 @@ final class ContainerStateStore: Sendable {
             throw StateError("the state directory \(distrust.message(about: directory))")
         }
         return fd
-    }
-
-    /// Makes the missing directories above the module's own (0755).
-    private func makeParent() throws(StateError) {
-        var built = ""
-        for component in parent.split(separator: "/") {
-            built += "/" + component
-            if mkdir(built, 0o755) != 0 && errno != EEXIST {
-                throw StateError("cannot create the state directory '\(built)' (state_dir): \(SystemError.describe(errno))")
-            }
-        }
     }
 }
 

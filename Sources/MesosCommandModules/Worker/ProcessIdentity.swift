@@ -1,3 +1,4 @@
+import CMesosCommandSpawn
 import Glibc
 
 /// What proves, from /proc, that a process is still one the module started — a pid alone never does: after its
@@ -67,4 +68,75 @@ enum ProcessIdentity {
 
     /// The processes of this pid namespace, by pid (from the names in /proc).
     static func allPIDs() -> [pid_t] { FileIO.entries("/proc").compactMap { pid_t($0) } }
+}
+
+extension ProcessIdentity {
+    /// Which process made something that outlives it — a private temporary directory, the records of its
+    /// workers — and so whether that process has provably ended: the one proof both use (SPEC §3, §8).
+    ///
+    /// A pid alone proves nothing: after its process ends the kernel gives its number to another, and in another
+    /// pid namespace (an agent in a container sharing the `temp_dir`) it names an unrelated process, or none.
+    /// Boot, pid namespace, pid and start time together name one process of one boot.
+    struct Maker: Equatable, Sendable {
+        var bootID: String
+        /// Its pid namespace (``ProcessIdentity/pidNamespace``): its pid and start time mean nothing in another.
+        var namespace: String
+        var pid: pid_t
+        var startTime: UInt64
+
+        /// The file of a directory that holds the record of its maker (``text``).
+        static let fileName = "instance"
+
+        /// This process; nil when what identifies it cannot be read (then nothing is recorded: a maker that
+        /// could not be told from a dead one must never be written).
+        static let current: Maker? = {
+            guard !ProcessIdentity.bootID.isEmpty, !ProcessIdentity.pidNamespace.isEmpty,
+                  let start = ProcessIdentity.status(of: getpid())?.startTime, start > 0
+            else { return nil }
+            return Maker(bootID: ProcessIdentity.bootID, namespace: ProcessIdentity.pidNamespace, pid: getpid(),
+                         startTime: start)
+        }()
+
+        var text: String { "boot=\(bootID)\nns=\(namespace)\npid=\(pid)\nstart=\(startTime)\n" }
+
+        init(bootID: String, namespace: String, pid: pid_t, startTime: UInt64) {
+            self.bootID = bootID
+            self.namespace = namespace
+            self.pid = pid
+            self.startTime = startTime
+        }
+
+        /// From the `key=value` lines of a record (``text``, possibly with more lines).
+        init?(parsing values: [String: String]) {
+            guard let boot = values["boot"], let namespace = values["ns"], let pid = values["pid"].flatMap({ pid_t($0) }),
+                  let start = values["start"].flatMap({ UInt64($0) })
+            else { return nil }
+            self.init(bootID: boot, namespace: namespace, pid: pid, startTime: start)
+        }
+
+        /// The record of the directory open at `fd`, if it holds a readable one.
+        init?(recordIn fd: Int32) {
+            let file = mcm_open_read_at(fd, Self.fileName)
+            guard file >= 0 else { return nil }
+            defer { close(file) }
+            guard case .bytes(let bytes) = FileIO.read(fd: file, limit: 4096) else { return nil }
+            self.init(parsing: String(decoding: bytes, as: UTF8.self).keyValueLines)
+        }
+
+        /// Whether it is this very process.
+        var isThisProcess: Bool { self == Self.current }
+
+        /// Whether it has provably ended: another boot, or — in this pid namespace — no process with its pid, or
+        /// one that started at another time. Anything less certain (another namespace, /proc unreadable for a
+        /// moment) is "not ended".
+        var hasEnded: Bool {
+            if !bootID.isEmpty && !ProcessIdentity.bootID.isEmpty && bootID != ProcessIdentity.bootID { return true }
+            guard bootID == ProcessIdentity.bootID, !namespace.isEmpty, namespace == ProcessIdentity.pidNamespace,
+                  startTime > 0
+            else { return false }
+            if ProcessIdentity.isGone(pid) { return true }
+            guard let status = ProcessIdentity.status(of: pid) else { return false }
+            return status.startTime != startTime
+        }
+    }
 }

@@ -180,12 +180,12 @@ final class WorkerProcess: LoopClient {
             due = min(due, request.abandoned ? request.workerDeadline : request.eventDeadline)
         }
         if let ended = stdoutEndedAt, !stopping { due = min(due, ended &+ Self.exitGrace) }
-        if group.polls { due = min(due, MonotonicClock.now() &+ 2_000_000) }
+        if let poll = group.nextPoll { due = min(due, poll) }
         return due == .max ? nil : due
     }
 
     func wake(now: UInt64, loop: EventLoop) {
-        if group.polls && group.noticeExit(on: loop) { leaderExited(loop) }
+        if group.pollExit(now: now, on: loop) { leaderExited(loop) }
         if let current = request, !stopping {
             if now >= current.workerDeadline {
                 fail(.timedOut, loop)

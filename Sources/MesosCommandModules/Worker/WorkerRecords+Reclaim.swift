@@ -3,17 +3,15 @@ import Glibc
 import Logging
 
 extension WorkerRecords {
-    /// At a module's start: for each records directory of this module in `parent` whose agent is gone (no process
-    /// with its pid and start time in this boot — a pid reused since, in a pid namespace by this very process,
-    /// does not count), kills what its
+    /// At a module's start: for each records directory of this module in `parent` whose agent is proven gone
+    /// (``TemporaryArea/isAbandoned(_:)``: its instance file names a process of this boot and pid namespace that
+    /// ended — a pid reused since, in a pid namespace by this very process, does not count), kills what its
     /// workers left — the processes of each recorded group that are provably the worker or its children —, then
     /// removes the directory. Records of another boot only go: nothing of that boot runs.
     static func reclaim(in parent: String, moduleName: String, logger: Logger) {
-        for (pid, directory) in TemporaryArea.privateDirectories(in: parent, prefix: prefix(moduleName: moduleName)) {
+        for (_, directory) in TemporaryArea.privateDirectories(in: parent, prefix: prefix(moduleName: moduleName)) {
+            guard TemporaryArea.isAbandoned(directory) else { continue }
             let instance = read(instanceFile, in: directory.fd).flatMap(Instance.init(parsing:))
-            // Its instance file says which process made it (a pid in a name could be this process's, reused in a
-            // pid namespace); without one, nothing is recorded yet and the pid in the name decides.
-            guard instance.map(\.hasEnded) ?? TemporaryArea.processIsGone(pid, directory) else { continue }
             if let instance, !instance.bootID.isEmpty, instance.bootID == ProcessIdentity.bootID {
                 var groups: [pid_t: UInt64] = [:]
                 for name in FileIO.entries(fd: directory.fd) where name != instanceFile {

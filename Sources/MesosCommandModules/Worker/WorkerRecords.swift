@@ -24,9 +24,9 @@ import Logging
 final class WorkerRecords: Sendable {
     /// The environment variable that carries the instance's token to its workers and their children.
     static let tokenVariable = "MESOS_COMMAND_MODULES_INSTANCE"
-    static let instanceFile = "instance"
+    static let instanceFile = ProcessIdentity.Maker.fileName
 
-    /// Which agent process made a records directory.
+    /// Which agent process made a records directory (its ``ProcessIdentity/Maker``), and the token of its workers.
     struct Instance: Equatable {
         var bootID: String
         /// The agent's pid namespace (``ProcessIdentity/pidNamespace``): its pid and start time mean nothing in
@@ -43,14 +43,17 @@ final class WorkerRecords: Sendable {
                 let hex = String(UInt64.random(in: .min ... .max), radix: 16)
                 return String(repeating: "0", count: 16 - hex.count) + hex
             }.joined()
-            guard !ProcessIdentity.bootID.isEmpty, !ProcessIdentity.pidNamespace.isEmpty,
-                  let start = ProcessIdentity.status(of: getpid())?.startTime, start > 0
-            else { return nil }
-            return Instance(bootID: ProcessIdentity.bootID, namespace: ProcessIdentity.pidNamespace, pid: getpid(),
-                            startTime: start, token: token)
+            guard let maker = ProcessIdentity.Maker.current else { return nil }
+            return Instance(bootID: maker.bootID, namespace: maker.namespace, pid: maker.pid,
+                            startTime: maker.startTime, token: token)
         }
 
-        var text: String { "boot=\(bootID)\nns=\(namespace)\npid=\(pid)\nstart=\(startTime)\ntoken=\(token)\n" }
+        /// The proof of which process it was.
+        var maker: ProcessIdentity.Maker {
+            ProcessIdentity.Maker(bootID: bootID, namespace: namespace, pid: pid, startTime: startTime)
+        }
+
+        var text: String { maker.text + "token=\(token)\n" }
 
         init(bootID: String, namespace: String = ProcessIdentity.pidNamespace, pid: pid_t, startTime: UInt64,
              token: String) {
@@ -63,23 +66,10 @@ final class WorkerRecords: Sendable {
 
         init?(parsing text: String) {
             let values = text.keyValueLines
-            guard let boot = values["boot"], let namespace = values["ns"], let pid = values["pid"].flatMap({ pid_t($0) }),
-                  let start = values["start"].flatMap({ UInt64($0) }), let token = values["token"], !token.isEmpty
+            guard let maker = ProcessIdentity.Maker(parsing: values), let token = values["token"], !token.isEmpty
             else { return nil }
-            self.init(bootID: boot, namespace: namespace, pid: pid, startTime: start, token: token)
-        }
-
-        /// Whether the agent it describes has provably ended: another boot, or — in this pid namespace — no
-        /// process with its pid, or one that started at another time. Anything less certain (another
-        /// namespace, /proc unreadable for a moment) is "not ended": its records are left alone.
-        var hasEnded: Bool {
-            if !bootID.isEmpty && !ProcessIdentity.bootID.isEmpty && bootID != ProcessIdentity.bootID { return true }
-            guard bootID == ProcessIdentity.bootID, !namespace.isEmpty, namespace == ProcessIdentity.pidNamespace,
-                  startTime > 0
-            else { return false }
-            if ProcessIdentity.isGone(pid) { return true }
-            guard let status = ProcessIdentity.status(of: pid) else { return false }
-            return status.startTime != startTime
+            self.init(bootID: maker.bootID, namespace: maker.namespace, pid: maker.pid, startTime: maker.startTime,
+                      token: token)
         }
     }
 
