@@ -84,7 +84,12 @@ public final class HookModule: CommandModule {
                 }
                 skipped = decision.reason
             }
-            if decision == nil || call == nil { started = start }
+            if decision == nil || call == nil {
+                started = start
+            } else {
+                started = EventStart(nanoseconds: start.nanoseconds,
+                                     spentOn: start.spentOn + " and a thread of the engine to take it up")
+            }
         }
         return .admitted(Admitted(event: event, envelope: envelope, started: started, skipped: skipped))
     }
