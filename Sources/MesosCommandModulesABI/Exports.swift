@@ -113,6 +113,8 @@ public func mcm_run_event(
     _ module: OpaquePointer?, _ eventKey: UnsafePointer<CChar>?, _ fragments: UnsafePointer<mcm_fragment>?, _ count: Int,
     _ callback: mcm_result_callback?, _ context: UnsafeMutableRawPointer?
 ) -> UInt64 {
+    // First: the event's timeout counts from Mesos' call, not from when a thread of the engine takes it up.
+    let call = EventCall()
     let reply = Reply(callback: callback, context: context)
     guard let module else {
         reply.send(.error("mcm_run_event: no module"))
@@ -133,7 +135,22 @@ public func mcm_run_event(
         envelope.set(String(cString: fragmentKey), json: json ?? "null")
     }
     let input = envelope
-    return instance.start(reply) { await EventDispatch.run(event, input, on: instance.instance) }
+    if case .hook(let hook) = instance.instance {
+        // The rule is decided here, on Mesos' thread, which waits for the hook's answer anyway (HookModule.admit):
+        // never on a thread of the engine's shared pool, and a skipped event is answered without a hop.
+        switch hook.admit(event, envelope: input, call: call) {
+        case .skipped:
+            reply.send(.none)
+            return ABIModule.makeToken()
+        case .admitted(let admitted):
+            return instance.start(reply) { await EventDispatch.run(admitted, call, on: hook) }
+        }
+    }
+    return instance.start(reply) {
+        // A watch runs its command again and again, each run under its own timeout.
+        event == .watch ? await EventDispatch.run(event, input, on: instance.instance)
+            : await call.during { await EventDispatch.run(event, input, on: instance.instance) }
+    }
 }
 
 @_cdecl("mcm_cancel")
@@ -195,6 +212,18 @@ final class Reply: @unchecked Sendable {
 /// Runs one event on a hook or an isolator: the watch as a loop (until a limitation, a cleanup or a cancel),
 /// everything else once.
 enum EventDispatch {
+    static func run(_ admitted: HookModule.Admitted, _ call: EventCall, on hook: HookModule) async -> Outcome {
+        await call.during { () async -> Outcome in
+            do throws(EventError) {
+                let result = try await hook.run(admitted)
+                if Task.isCancelled { return .cancelled }
+                return result.map(Outcome.result) ?? .none
+            } catch {
+                return error.kind == .cancelled || Task.isCancelled ? .cancelled : .error(error.description)
+            }
+        }
+    }
+
     static func run(_ event: Event, _ envelope: Envelope, on instance: ABIModule.Instance) async -> Outcome {
         do {
             let result: String?

@@ -19,6 +19,8 @@
 
 #include "mesos_command_modules.h"
 
+int check_rule_starvation(const char *dir);
+
 static int passed, failed;
 static char dir[256];
 
@@ -582,6 +584,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (argc == 3 && strcmp(argv[1], "emfile") == 0) return check_out_of_fds(atoi(argv[2]));
+    if (argc == 2 && strcmp(argv[1], "rule-starvation") == 0) return check_rule_starvation(dir); /* starvation.c */
     check_bad_parameters();
     check_hooks();
     check_isolator();

@@ -85,8 +85,9 @@ typedef struct {
 
 /* Receives an event's outcome, exactly once per mcm_run_event: from an engine thread, or from the calling
    thread, before mcm_run_event returns, when the event is refused before it starts (no module, unknown event
-   key); or from the thread in mcm_module_destroy (see there). `data` is borrowed. The callback must not call
-   back into this library for the same module. */
+   key) or decided without a command (a hook event its `when` rule skips: MCM_STATUS_NONE); or from the thread
+   in mcm_module_destroy (see there). `data` is borrowed. The callback must not call back into this library for
+   the same module. */
 typedef void (*mcm_result_callback)(void *context, mcm_status status, const char *data, size_t length);
 
 /*
@@ -133,7 +134,9 @@ mcm_mode mcm_module_mode(const mcm_module *module, const char *event_key);
  * "isolator_usage") with the envelope's fragments. Isolator events take: recover {states, orphans};
  * prepare {container_id, container_config}; isolate {container_id, pid}; watch, usage, status, cleanup
  * {container_id}; update {container_id, resource_requests, resource_limits} — the isolator adds the
- * container_config it remembers. `callback` is called exactly once with `context`.
+ * container_config it remembers. `callback` is called exactly once with `context`. The event's timeout counts
+ * from this call. A hook event's `when` rule is decided on the calling thread before this returns (its cost is
+ * linear in the values it reads and cut at the event's timeout), never on a thread other modules' events need.
  * Returns a token for mcm_cancel, never 0 — also for an event refused at once (no module, unknown key), whose
  * callback has then already been called.
  */

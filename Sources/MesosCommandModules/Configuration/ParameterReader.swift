@@ -252,11 +252,6 @@ struct ParameterReader {
                 + "(it can test \(Rule.Property.names(of: available)))")
             return nil
         }
-        if !CharacterLocale.isAvailable && rule.conditions.contains(where: { $0.pattern != nil }) {
-            warnings.append(ConfigurationIssue(
-                key: key, message: "this host has no C.UTF-8 locale: patterns match bytes, not characters "
-                    + "('.' matches one byte of a UTF-8 character)"))
-        }
         return rule
     }
 

@@ -71,7 +71,10 @@ struct EventRunner: Sendable {
     {
         let event = command.event
         let log = log(event, subject)
-        // The event's whole life counts against its timeout, its rule and waiting for a slot included.
+        // The event's whole life counts against its timeout, from Mesos' call, its rule and waiting for a slot included.
+        let startedAt = startedAt ?? EventCall.current.map {
+            EventStart(nanoseconds: $0.nanoseconds, spentOn: "a thread of the engine to take it up")
+        }
         let deadline = Deadline(seconds: command.timeout, from: startedAt?.nanoseconds ?? MonotonicClock.now())
         let input = envelope.jsonText
         if configuration.debug {

@@ -31,7 +31,7 @@ public final class HookModule: CommandModule {
         events = try Self.makeRunner(configuration, logger, latencyObserver)
     }
 
-    /// Runs a hook event.
+    /// Runs a hook event: ``admit(_:envelope:call:)``, then ``run(_:)``.
     ///
     /// - Returns: the JSON to hand back to Mesos (Labels, Environment, an array of Resource, …), or nil for
     ///   "no change" / "none": no command configured, an empty output, an event without output, or a failure
@@ -39,28 +39,66 @@ public final class HookModule: CommandModule {
     ///   command's `labels` and `container_status` merged over the input status.
     /// - Throws: ``EventError`` when the command fails (policy `fail`) or writes what the event cannot take.
     public func run(_ event: Event, envelope: Envelope) async throws(EventError) -> String? {
+        switch admit(event, envelope: envelope) {
+        case .skipped: return nil
+        case .admitted(let admitted): return try await run(admitted)
+        }
+    }
+
+    /// A hook event whose `when` rule is decided (or that has none): what ``run(_:)`` runs.
+    public struct Admitted: Sendable {
+        let event: Event
+        let envelope: Envelope
+        let started: EventStart?
+        let skipped: String?
+    }
+
+    public enum Admission: Sendable {
+        /// Skipped by its rule: the answer is "no change", nothing else is done (counted, not logged).
+        case skipped
+        case admitted(Admitted)
+    }
+
+    /// Decides the event's `when` rule, synchronously: the C ABI calls it on the thread Mesos called from, which
+    /// waits for the hook's answer anyway, so that a rule never holds a thread of the engine that other modules'
+    /// events need (SPEC §9), and a skipped event is answered without a hop to another thread. Its cost is
+    /// bounded: linear in the values (``RegularExpression``), and cut at the event's deadline, which counts from
+    /// `call` (Mesos' call; now if nil).
+    public func admit(_ event: Event, envelope: Envelope, call: EventCall? = nil) -> Admission {
         precondition(event.kind == .hook, "\(event.key) is not a hook event")
-        var started: EventStart?
+        let call = call ?? EventCall.current
+        var started = call.map { EventStart(nanoseconds: $0.nanoseconds, spentOn: "a thread of the engine to take it up") }
         var skipped: String?
         if let command = configuration.command(for: event), let rule = command.rule {
-            // The event's timeout counts from here: deciding its rule is part of its time (SPEC §9).
-            let start = EventStart(spentOn: "its \(event.key)_when rule to be decided")
-            started = start
+            // The event's timeout counts from here (or Mesos' call): deciding its rule is part of its time.
+            let start = EventStart(
+                nanoseconds: call?.nanoseconds ?? MonotonicClock.now(), spentOn: "its \(event.key)_when rule to be decided")
             let deadline = Deadline(seconds: command.timeout, from: start.nanoseconds)
             // Undecided (nil) when the deadline passed first: runCommand then fails the event as timed out.
-            if let decision = rule.evaluate(RuleSubject(envelope: envelope), until: deadline, explaining: configuration.debug),
-               !decision.matched
-            {
+            let decision = rule.evaluate(RuleSubject(envelope: envelope), until: deadline, explaining: configuration.debug)
+            if let decision, !decision.matched {
                 guard configuration.debug else {
                     // Skipped: no process, no log line; only the count.
                     events.metrics.recordSkip(event)
-                    return nil
+                    return .skipped
                 }
                 skipped = decision.reason
             }
+            if decision == nil || call == nil {
+                started = start
+            } else {
+                started = EventStart(nanoseconds: start.nanoseconds,
+                                     spentOn: start.spentOn + " and a thread of the engine to take it up")
+            }
         }
+        return .admitted(Admitted(event: event, envelope: envelope, started: started, skipped: skipped))
+    }
+
+    /// Runs an admitted event's command (see ``run(_:envelope:)``).
+    public func run(_ admitted: Admitted) async throws(EventError) -> String? {
+        let (event, envelope) = (admitted.event, admitted.envelope)
         guard let value = try await runCommand(
-            event, envelope, subject: envelope.subject, skippedBecause: skipped, startedAt: started).value
+            event, envelope, subject: envelope.subject, skippedBecause: admitted.skipped, startedAt: admitted.started).value
         else {
             return nil
         }

@@ -56,9 +56,30 @@ extension CommandModule {
 /// rules), and what that was: the event's timeout counts that time too, and an event that ran out of time before
 /// its command could start says what it was waiting for.
 struct EventStart: Sendable {
-    var nanoseconds: UInt64 = MonotonicClock.now()
+    var nanoseconds: UInt64 = EventCall.current?.nanoseconds ?? MonotonicClock.now()
     /// Completes "the event waited all that time for …".
     var spentOn: String
+}
+
+/// When Mesos called the module for an event (CLOCK_MONOTONIC), taken first thing in `mcm_run_event`: the event's
+/// timeout counts from there (SPEC §3), not from when the engine's task for it first ran — a task can wait for a
+/// thread of Swift's shared pool. Carried down to the command as a task-local value, so that every path of every
+/// event (hook or isolator, with a rule or not) starts its deadline there without each signature carrying it.
+public struct EventCall: Sendable {
+    public let nanoseconds: UInt64
+
+    /// Now.
+    public init() { nanoseconds = MonotonicClock.now() }
+
+    init(nanoseconds: UInt64) { self.nanoseconds = nanoseconds }
+
+    @TaskLocal static var current: EventCall?
+
+    /// Runs the event's task, `body`, with this call as the start of its deadline. Not for `isolator_watch`: a watch
+    /// runs its command again and again, each run under its own timeout.
+    public func during<Result: Sendable>(_ body: () async -> Result) async -> Result {
+        await Self.$current.withValue(self) { await body() }
+    }
 }
 
 enum Outcome {

@@ -9,7 +9,8 @@
 /// - a condition is `<property> <operator> <value>`, or `label:<key>` alone ("the label is present");
 /// - operators: `=` equals (byte for byte), `!=` differs, `~` matches, `!~` does not match. A pattern is a
 ///   POSIX extended regular expression (as `grep -E` takes, without back-references) that must match the whole
-///   value, read as UTF-8 characters (see ``RegularExpression``); a value after an operator cannot start with
+///   value, read as UTF-8 characters, in time linear in the value (see ``RegularExpression``); a value after an
+///   operator cannot start with
 ///   `=` or `~` (`label:team==blue` is refused with a hint, not read as the value `=blue`);
 /// - a property with several values (a label on both the task and the executor, the roles of the resources)
 ///   holds for `=`/`~` when any value does, and for `!=`/`!~` when none does.
@@ -127,13 +128,20 @@ public struct Rule: Sendable, CustomStringConvertible {
         let pattern: RegularExpression?
 
         /// Whether the condition holds for the property's values (empty: the property is absent).
-        func holds(for values: [String]) -> Bool {
+        func holds(for values: [String]) -> Bool { holds(for: values, until: nil)! }
+
+        /// Whether the condition holds; nil if `deadline` passed before a pattern was decided.
+        func holds(for values: [String], until deadline: Deadline?) -> Bool? {
             switch op {
             case .present: return !values.isEmpty
             case .equals: return values.contains { Self.same($0, value) }
             case .differs: return !values.contains { Self.same($0, value) }
-            case .matches: return values.contains { pattern!.matchesWhole($0) }
-            case .doesNotMatch: return !values.contains { pattern!.matchesWhole($0) }
+            case .matches, .doesNotMatch:
+                for candidate in values {
+                    guard let matched = pattern!.matchesWhole(candidate, until: deadline) else { return nil }
+                    if matched { return op == .matches }
+                }
+                return op == .doesNotMatch
             }
         }
 
@@ -273,7 +281,8 @@ extension Rule {
             do {
                 pattern = try RegularExpression(String(value))
             } catch {
-                throw RuleSyntaxError(position: valuePosition, reason: "'\(value)' is not a regular expression: \(error.reason)")
+                throw RuleSyntaxError(position: valuePosition, reason: "'\(value)' is "
+                    + (error.tooBig ? "too big a pattern" : "not a regular expression") + ": \(error.reason)")
             }
         }
         return Condition(property: property, op: op, value: String(value), pattern: pattern)

@@ -136,14 +136,16 @@ public struct RuleDecision: Sendable, Equatable {
 
 extension Rule {
     /// Tests every condition (all must hold) against `subject`. With a `deadline`, one that passes before every
-    /// condition is tested leaves the rule undecided (nil): the event has run out of time (SPEC §9, rules are
-    /// evaluated within the event's timeout), and one condition is the longest it can overrun. Without
+    /// condition is decided leaves the rule undecided (nil): the event has run out of time (SPEC §9, rules are
+    /// evaluated within the event's timeout); a pattern looks at the clock every few thousand characters, so the
+    /// rule stops within microseconds of the deadline. Without
     /// `explaining`, a skipped event's reason is left empty: it reads the messages a second time, and a hook
     /// skipped without a log line (debug off) has no use for it.
     func evaluate(_ subject: RuleSubject, until deadline: Deadline? = nil, explaining: Bool = true) -> RuleDecision? {
         for condition in conditions {
             if deadline?.hasPassed == true { return nil }
-            guard condition.holds(for: subject.values(condition.property)) else {
+            guard let holds = condition.holds(for: subject.values(condition.property), until: deadline) else { return nil }
+            guard holds else {
                 guard explaining else { return RuleDecision(matched: false, reason: "") }
                 return RuleDecision(
                     matched: false, reason: "'\(condition)' does not hold (\(subject.found(condition.property)))")
