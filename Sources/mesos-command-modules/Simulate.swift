@@ -194,7 +194,8 @@ struct Report {
             print("    ✗  \(name)  \(formatMilliseconds(ContinuousClock.now - start))  → error: \(error)")
         }
         let keys = envelope.members.map(\.key).joined(separator: ", ")
-        print("         \(display(command.path))\(command.mode == .worker ? " (worker)" : "") ← {\(keys)}")
+        let breaker = command.breaker.map { " (\($0.summary))" } ?? ""
+        print("         \(display(command.path))\(command.mode == .worker ? " (worker)" : "")\(breaker) ← {\(keys)}")
         if verbose { print((try? JSONValue(parsing: envelope.jsonText).prettyText) ?? envelope.jsonText) }
     }
 
