@@ -3,11 +3,11 @@
 found through ZooKeeper): it launches command tasks and writes what happened to them as JSON.
 
     cluster_framework.py --master zk://127.0.0.1:12181/mesos --name NAME [--prefix P] --tasks N [--warmup W]
-                         [--in-flight K] [--interval S] [--deadline S] --output FILE
+                         [--in-flight K] [--interval S] [--stop-file F] [--deadline S] --output FILE
 
 First W warm-up tasks (launched at once, waited for), then the N measured ones: as many per offer as it holds
 (with --in-flight, while fewer than K are launched and not reached: a framework that keeps K launches going), or
-one every S seconds with --interval. A task is "reached" at its first status past staging (TASK_STARTING,
+one every S seconds with --interval; none once the file F exists. A task is "reached" at its first status past staging (TASK_STARTING,
 TASK_RUNNING or a terminal one). The output: per task its launch and reached times (seconds since the epoch), its
 states and agent; for the measured tasks the launch rate, reached tasks per second from the first measured launch
 to the last reached task (or to the deadline, if some never reached it). Exits 0 once every task is terminal, 3 at
@@ -62,6 +62,8 @@ class Launcher(Scheduler):
 
     def resourceOffers(self, driver, offers):
         with self.lock:
+            if self.args.stop_file and self.phase == "measured" and os.path.exists(self.args.stop_file):
+                self.queue = []
             for offer in offers:
                 cpus, mem = scalar(offer.resources, "cpus"), scalar(offer.resources, "mem")
                 tasks = []
@@ -111,6 +113,8 @@ class Launcher(Scheduler):
 
     # main thread
     def done(self):
+        if self.args.stop_file and os.path.exists(self.args.stop_file):
+            self.queue = []
         return self.phase == "measured" and not self.queue and all(
             any(s in TERMINAL for s in r["states"]) for r in self.tasks.values())
 
@@ -124,6 +128,7 @@ def main():
     parser.add_argument("--prefix", default="", help="of the task ids (default: the name)")
     parser.add_argument("--in-flight", type=int, default=0, help="at most that many tasks launched, not reached")
     parser.add_argument("--interval", type=float, default=0)
+    parser.add_argument("--stop-file", default="", help="no more launches once this file exists")
     parser.add_argument("--deadline", type=float, default=120)
     parser.add_argument("--command", default="true")
     parser.add_argument("--output", required=True)
