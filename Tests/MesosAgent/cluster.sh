@@ -65,14 +65,16 @@ script() {  # script NAME BODY: $1 input, $2 output, $3 error
   chmod +x "$work/scripts/$1"
 }
 add_label() {  # the jq filter that keeps the task's labels and adds KEY=VALUE
-  echo "jq -c --arg v \"$2\" '{labels: ((.task_info.labels.labels // []) + [{key: \"$1\", value: \$v}])}' \"\$1\" > \"\$2\""
+  local filter="{labels: ((.task_info.labels.labels // []) + [{key: \"$1\", value: \$v}])}"
+  echo "jq -c --arg v \"$2\" '$filter' \"\$1\" > \"\$2\""
 }
 script master_label.sh "$(add_label master_exec '$MCM_CLUSTER_DAEMON')"
 script agent_label.sh "$(add_label agent_exec '$MCM_CLUSTER_DAEMON')"
 script slave_lost.sh "echo \"\$MCM_CLUSTER_DAEMON \$(jq -r .slave_info.id.value \"\$1\")\" >> '$work/slave_lost.log'"
 # The isolator logs each prepare and cleanup with the container's id and the executor id of its config.
-script prepare.sh "echo \"prepare \$MCM_CLUSTER_DAEMON \$(jq -r '.container_id.value + \" \" + (.container_config.executor_info.executor_id.value // \"none\")' \"\$1\")\" >> '$work/containers.log'"
-script cleanup.sh "echo \"cleanup \$MCM_CLUSTER_DAEMON \$(jq -r '.container_id.value + \" \" + (.container_config.executor_info.executor_id.value // \"none\")' \"\$1\")\" >> '$work/containers.log'"
+container='.container_id.value + " " + (.container_config.executor_info.executor_id.value // "none")'
+script prepare.sh "echo \"prepare \$MCM_CLUSTER_DAEMON \$(jq -r '$container' \"\$1\")\" >> '$work/containers.log'"
+script cleanup.sh "echo \"cleanup \$MCM_CLUSTER_DAEMON \$(jq -r '$container' \"\$1\")\" >> '$work/containers.log'"
 # The decorator whose dependency is down while $work/dependency-up is missing: it waits for it (up to 10 s; the
 # module's timeout stops it first), and decorates once it is back.
 script dependency.sh "
@@ -168,11 +170,13 @@ EOF
   launched zookeeper $!
 }
 zk_ok() { [ "$(exec 3<> "/dev/tcp/127.0.0.1/$zk_port" && printf ruok >&3 && timeout 2 cat <&3)" = imok ]; }
-master_hooks=com_criteo_mesos_CommandHook,com_criteo_mesos_CommandHook2,com_criteo_mesos_CommandHook3,com_criteo_mesos_CommandHook4
+master_hooks=com_criteo_mesos_CommandHook,com_criteo_mesos_CommandHook2,com_criteo_mesos_CommandHook3
+master_hooks+=,com_criteo_mesos_CommandHook4
 start_master() {  # start_master N
   local daemon=master-$1
   starts[$daemon]=$((${starts[$daemon]:-0} + 1))
-  MCM_CLUSTER_DAEMON=$daemon MCM_CLUSTER_WORK=$work "$MESOS_BUILD_DIR/bin/mesos-master.sh" --ip=127.0.0.1 --port="${master_ports[$1]}" \
+  MCM_CLUSTER_DAEMON=$daemon MCM_CLUSTER_WORK=$work "$MESOS_BUILD_DIR/bin/mesos-master.sh" --ip=127.0.0.1 \
+    --port="${master_ports[$1]}" \
     --work_dir="$work/$daemon" --zk="$zk" --quorum=2 --registry=replicated_log --zk_session_timeout=4secs \
     --agent_ping_timeout=1secs --max_agent_ping_timeouts=3 --allocation_interval=250ms \
     --modules="file://$work/$daemon.json" --hooks="$master_hooks" > "$(log_of "$daemon")" 2>&1 &
@@ -181,7 +185,8 @@ start_master() {  # start_master N
 start_agent() {  # start_agent N
   local daemon=agent-$1
   starts[$daemon]=$((${starts[$daemon]:-0} + 1))
-  MCM_CLUSTER_DAEMON=$daemon MCM_CLUSTER_WORK=$work "$MESOS_BUILD_DIR/bin/mesos-agent.sh" --master="$zk" --ip=127.0.0.1 \
+  MCM_CLUSTER_DAEMON=$daemon MCM_CLUSTER_WORK=$work "$MESOS_BUILD_DIR/bin/mesos-agent.sh" --master="$zk" \
+    --ip=127.0.0.1 \
     --port="${agent_ports[$1]}" --work_dir="$work/$daemon" --runtime_dir="$work/runtime-$1" --launcher=posix \
     --no-systemd_enable_support --isolation=filesystem/posix,posix/cpu,posix/mem,com_criteo_mesos_CommandIsolator \
     --hooks=com_criteo_mesos_CommandHook,com_criteo_mesos_CommandHook2 --modules="file://$work/$daemon.json" \
@@ -198,7 +203,9 @@ stop() {  # stop DAEMON SIGNAL: and waits for it (10 s), noting its exit status
   { wait "$pid"; } 2> /dev/null
   exit_of[$daemon]=$?
 }
-port_of() { case $1 in master-*) echo "${master_ports[${1#master-}]}" ;; agent-*) echo "${agent_ports[${1#agent-}]}" ;; esac; }
+port_of() {
+  case $1 in master-*) echo "${master_ports[${1#master-}]}" ;; agent-*) echo "${agent_ports[${1#agent-}]}" ;; esac
+}
 leader() {  # the daemon name of the elected master, if one
   local n
   for n in 1 2 3; do
@@ -231,17 +238,23 @@ install_pymesos() {
     && grep -q '^    run_setup(False)$' "$work/pip/http-parser-0.9.0/setup.py" \
     && "$venv/bin/pip" install -q --no-deps "$work/pip/http-parser-0.9.0" pymesos==0.3.15 kazoo==2.11.0 \
          six==1.17.0 addict==2.4.0 \
-    && "$venv/bin/python" -c 'import pymesos, http_parser.http as h; assert h.HttpParser.__module__ == "http_parser.pyparser"'
+    && "$venv/bin/python" -c 'import pymesos, http_parser.http as h
+assert h.HttpParser.__module__ == "http_parser.pyparser"'
 }
 framework() {  # framework RUN ARGS...: runs cluster_framework.py, its report in RUN.json, its log in RUN.log
   local run=$1
   shift
-  timeout 200 "$venv/bin/python" "$here/cluster_framework.py" --master="$zk" --prefix="$run" --output="$work/$run.json" "$@" \
+  timeout 200 "$venv/bin/python" "$here/cluster_framework.py" --master="$zk" --prefix="$run" \
+    --output="$work/$run.json" "$@" \
     > "$work/$run.log" 2>&1
 }
 all_finished() {  # all_finished RUN COUNT: the run's COUNT tasks all ended TASK_FINISHED
   jq -e --argjson n "$2" '(.tasks | length) == $n and all(.tasks[]; .states[-1] == "TASK_FINISHED")' "$work/$1.json" \
-    > /dev/null 2>&1 || { echo "run $1:"; tail -n 5 "$work/$1.log"; jq -c '[.tasks[] | [.id, .states[-1]]]' "$work/$1.json"; return 1; }
+    > /dev/null 2>&1 && return 0
+  echo "run $1:"
+  tail -n 5 "$work/$1.log"
+  jq -c '[.tasks[] | [.id, .states[-1]]]' "$work/$1.json"
+  return 1
 }
 # The tasks of every live agent's /state (running or completed): id, agent daemon, labels as an object.
 agent_tasks() {
@@ -282,11 +295,13 @@ loaded() {  # every daemon logged the load line of each of its modules
   local daemon module_name ok=0
   for daemon in master-1 master-2 master-3; do
     for module_name in cluster_master cluster_master_worker breaker_on breaker_off; do
-      grep -q "hook module '$module_name' loaded" "$(log_of "$daemon")" || { echo "$daemon: $module_name not loaded"; ok=1; }
+      grep -q "hook module '$module_name' loaded" "$(log_of "$daemon")" \
+        || { echo "$daemon: $module_name not loaded"; ok=1; }
     done
   done
   for daemon in agent-1 agent-2; do
-    for module_name in "hook module 'cluster_agent'" "hook module 'cluster_agent_worker'" "isolator module 'cluster_isolator'"; do
+    for module_name in "hook module 'cluster_agent'" "hook module 'cluster_agent_worker'" \
+      "isolator module 'cluster_isolator'"; do
       grep -q "$module_name loaded" "$(log_of "$daemon")" || { echo "$daemon: $module_name not loaded"; ok=1; }
     done
   done
@@ -310,7 +325,11 @@ check "a new leader is elected among the two others" wait_for 60 leader
 leader=$(leader)
 echo "# new leader: $leader, $(awk -v a="$kill_start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')s after the kill"
 check "the two agents re-register with the new leader" wait_for 60 active_agents "$leader" 2
-workers_gone() { local p; for p in $old_workers; do kill -0 "$p" 2> /dev/null && { echo "worker $p alive"; return 1; }; done; test -n "$old_workers"; }
+workers_gone() {
+  local p
+  for p in $old_workers; do kill -0 "$p" 2> /dev/null && { echo "worker $p alive"; return 1; }; done
+  test -n "$old_workers"
+}
 check "the killed master's worker ($old_workers) is gone with it" wait_for 10 workers_gone
 framework ha-2 --name cluster-ha --tasks 8
 check "pymesos runs 8 more tasks to TASK_FINISHED through the new leader" all_finished ha-2 8
@@ -319,7 +338,10 @@ check "the new leader's hooks (its own worker included) and the agents' hooks de
 check "the new leader started its own worker" test -n "$(workers_of "$leader")"
 old_instance=${pid_of[$old_leader]}
 start_master "${old_leader#master-}"
-rejoined() { grep -q "hook module 'cluster_master' loaded" "$(log_of "$old_leader")" && curl -sf "http://127.0.0.1:$(port_of "$old_leader")/health"; }
+rejoined() {
+  grep -q "hook module 'cluster_master' loaded" "$(log_of "$old_leader")" \
+    && curl -sf "http://127.0.0.1:$(port_of "$old_leader")/health"
+}
 check "the killed master restarts and rejoins (a follower)" wait_for 60 rejoined
 swept() {
   ls -a "$work/tmp/$old_leader"
@@ -334,25 +356,33 @@ lost_id=$(agent_id "$lost_agent")
 containers_done() {  # containers_done: every prepared container was cleaned up once, with the same config
   awk '{ key = $2 " " $3 " " $4; if ($1 == "prepare") p[key]++; else c[key]++ }
     END { bad = 0; n = 0
-      for (k in p) { n++; if (p[k] != 1 || c[k] != 1) { print "prepared " p[k] ", cleaned up " c[k] + 0 ": " k; bad = 1 } }
+      for (k in p) {
+        n++
+        if (p[k] != 1 || c[k] != 1) { print "prepared " p[k] ", cleaned up " c[k] + 0 ": " k; bad = 1 }
+      }
       for (k in c) if (!(k in p)) { print "cleaned up, never prepared (or another config): " k; bad = 1 }
       print n " containers prepared"; exit bad || n == 0 }' "$work/containers.log"
 }
 check "every container prepared so far is cleaned up once, with its config" wait_for 30 containers_done
 lost_start=$SECONDS
 stop "$lost_agent" KILL
-agent_workers_gone() { local p; for p in $(workers_of "$lost_agent"); do kill -0 "$p" 2> /dev/null && return 1; done; return 0; }
+agent_workers_gone() {
+  local p
+  for p in $(workers_of "$lost_agent"); do kill -0 "$p" 2> /dev/null && return 1; done
+  return 0
+}
 check "the killed agent's worker is gone with it" wait_for 10 agent_workers_gone
 check "hook_master_slave_lost_hook runs on the leader ($leader) with the agent's id ($lost_id)" \
   wait_for 60 grep -qx "$leader $lost_id" "$work/slave_lost.log"
 echo "# the agent was declared lost $((SECONDS - lost_start))s after its kill"
 
-phase "the circuit breaker: a decorator whose dependency is down (timeout ${hook_timeout}s, breaker_failures=3, cool-down ${cooldown}s)"
+phase "the circuit breaker: a decorator whose dependency is down (timeout ${hook_timeout}s, breaker_failures=3,\
+ cool-down ${cooldown}s)"
 leader_port=$(port_of "$leader")
 probe() {  # probe FILE: when and how long the leader's /metrics/snapshot took, every 0.25 s, until killed
   while :; do
-    echo "$(now) $(curl -s -o /dev/null --max-time 60 -w '%{time_total}' "http://127.0.0.1:$leader_port/metrics/snapshot")" \
-      >> "$1"
+    echo "$(now) $(curl -s -o /dev/null --max-time 60 -w '%{time_total}' \
+      "http://127.0.0.1:$leader_port/metrics/snapshot")" >> "$1"
     sleep 0.25
   done
 }
@@ -388,9 +418,11 @@ short_circuited() {  # every measured launch but the probes (one per cool-down) 
   read -r launched span < <(jq -r '"\(.measured_launched) \((.tasks | map(.reached // 0) | max) - .measure_start)"' \
     "$work/breaker-on.json")
   echo "short_circuited: $n, measured launches: $launched in ${span}s"
-  awk -v n="${n:-0}" -v l="$launched" -v s="$span" -v c=$cooldown 'BEGIN { exit !(n + 0 >= l - int(s / c) - 1 && l > 0) }'
+  awk -v n="${n:-0}" -v l="$launched" -v s="$span" -v c=$cooldown \
+    'BEGIN { exit !(n + 0 >= l - int(s / c) - 1 && l > 0) }'
 }
-check "the measured launches were answered at once (…/short_circuited), but for one probe per cool-down" short_circuited
+check "the measured launches were answered at once (…/short_circuited), but for one probe per cool-down" \
+  short_circuited
 
 phase "the dependency comes back: decorations resume within one cool-down (${cooldown}s)"
 touch "$work/dependency-up"
@@ -403,7 +435,8 @@ resumed() {  # the first task decorated (label dependency=up in /state) was laun
     ($state[0] | map(select(.labels.dependency == "up") | .id)) as $up
     | [.tasks[] | select(.id as $id | $up | index($id))] as $decorated
     | ($decorated | map(.launched) | min) as $first
-    | "\($decorated | length) of \(.tasks | length) tasks decorated, the first launched \(($first // 1e12) - $back | . * 10 | round / 10)s after the dependency came back",
+    | "\($decorated | length) of \(.tasks | length) tasks decorated, the first launched"
+      + " \(($first // 1e12) - $back | . * 10 | round / 10)s after the dependency came back",
       ($first != null and $first - $back <= $limit)' "$work/breaker-back.json"
 }
 check "a task launched within one cool-down (+ one timeout) of the dependency's return is decorated again" resumed
@@ -412,23 +445,30 @@ check "the breaker closed (…/breaker_open = 0)" closed
 rm -f "$work/dependency-up"
 measure off
 touch "$work/dependency-up"  # the stalled launches end quickly
-check "the leader answers again once the dependency is back" wait_for 60 curl -sf --max-time 5 "http://127.0.0.1:$leader_port/health"
+check "the leader answers again once the dependency is back" \
+  wait_for 60 curl -sf --max-time 5 "http://127.0.0.1:$leader_port/health"
 
 none_rate=$(rate none) on_rate=$(rate on) off_rate=$(rate off)
-read -r none_p50 none_max <<< "$(latency none)"
-read -r on_p50 on_max <<< "$(latency on)"
-read -r off_p50 off_max <<< "$(latency off)"
-off_reached=$(jq -r '"\(.measured_reached) of \(.measured)"' "$work/breaker-off.json" 2> /dev/null)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", 100 * a / b; else print "?" }'; }
-echo "# $measured task launches through the leader after 3 warm-up ones (Mesos $("$MESOS_BUILD_DIR/bin/mesos-master.sh" --version 2>/dev/null | awk '{print $2}'); tasks/s; /metrics/snapshot latency p50/max):"
-printf '#   %-34s %6.1f tasks/s  %5s %%   %5s / %5s ms\n' \
-  "no hanging hook" "$none_rate" 100 "$none_p50" "$none_max" \
-  "breaker on (opened in the warm-up)" "$on_rate" "$(ratio "$on_rate" "$none_rate")" "$on_p50" "$on_max" \
-  "breaker off ($off_reached in 20 s)" "$off_rate" "$(ratio "$off_rate" "$none_rate")" "$off_p50" "$off_max"
+figures() {  # figures CONFIG LABEL
+  local p50 max reached
+  read -r p50 max <<< "$(latency "$1")"
+  reached=$(jq -r '"\(.measured_reached)/\(.measured)"' "$work/breaker-$1.json" 2> /dev/null)
+  printf '#   %-32s %5.1f tasks/s %5s %%  %6s started  %6s / %6s ms\n' "$2" "$(rate "$1")" \
+    "$(ratio "$(rate "$1")" "$none_rate")" "$reached" "$p50" "$max"
+}
+echo "# breaker figures, Mesos $("$MESOS_BUILD_DIR/bin/mesos-master.sh" --version 2>/dev/null | awk '{print $2}')," \
+  "load average $(cut -d' ' -f1-3 /proc/loadavg):"
+echo "#   $measured launches after 3 warm-up ones, 4 at a time, 20 s at most:" \
+  "rate, % of no hook, started, /metrics/snapshot p50 / max"
+figures none "no hanging hook"
+figures on "breaker on (opened in the warm-up)"
+figures off "breaker off"
 check "breaker on, dependency down: launches at >= 80 % of the rate without the hook" \
   awk -v a="$on_rate" -v b="$none_rate" 'BEGIN { exit !(b > 0 && a >= 0.8 * b) }'
 # Off, each launch holds the master for the hook's timeout: at most one launch per timeout, whatever the agents do.
-check "breaker off, dependency down: the stall is shown (at most 1 launch per ${hook_timeout}s, under half the rate without the hook)" \
+check "breaker off, dependency down: the stall is shown (at most 1 launch per ${hook_timeout}s, under half the rate\
+ without the hook)" \
   awk -v a="$off_rate" -v b="$none_rate" -v t=$hook_timeout 'BEGIN { exit !(b > 0 && a <= 1.05 / t && a < 0.5 * b) }'
 
 phase "the end: every container cleaned up, the daemons stopped"

@@ -7,12 +7,12 @@ found through ZooKeeper): it launches command tasks and writes what happened to 
 
 First W warm-up tasks (launched at once, waited for), then the N measured ones: as many per offer as it holds
 (with --in-flight, while fewer than K are launched and not reached: a framework that keeps K launches going), or
-one every S seconds with --interval; none once the file F exists. A task is "reached" at its first status past staging (TASK_STARTING,
-TASK_RUNNING or a terminal one). The output: per task its launch and reached times (seconds since the epoch), its
-states and agent; for the measured tasks the launch rate, reached tasks per second from the first measured launch
-to the last reached task (or to the deadline, if some never reached it). Exits 0 once every task is terminal, 3 at
-the deadline (--deadline seconds after the first measured launch; a minute for the warm-up), 2 if it cannot
-subscribe.
+one every S seconds with --interval; none once the file F exists. A task is "reached" at its first status past
+staging (TASK_STARTING, TASK_RUNNING or a terminal one). The output: per task its launch and reached times
+(seconds since the epoch), its states and agent; for the measured tasks the launch rate, reached tasks per second
+from the first measured launch to the last reached task (or to the deadline, if some never reached it). Exits 0
+once every task is terminal, 3 at the deadline (--deadline seconds after the first measured launch; a minute for
+the warm-up), 2 if it cannot subscribe.
 """
 import argparse
 import json
