@@ -68,6 +68,13 @@ final class ABIModule: Sendable {
         }
     }
 
+    func breaker(_ event: Event) -> BreakerState? {
+        switch instance {
+        case .hook(let hook): hook.breaker(event)
+        case .isolator(let isolator): isolator.breaker(event)
+        }
+    }
+
     var metrics: ModuleMetrics {
         switch instance {
         case .hook(let hook): hook.metrics

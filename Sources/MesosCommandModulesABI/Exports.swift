@@ -104,6 +104,8 @@ public func mcm_module_metric(_ module: OpaquePointer?, _ eventKey: UnsafePointe
     case MCM_METRIC_TIMEOUTS: return Double(metrics.timeouts)
     case MCM_METRIC_SKIPPED: return Double(metrics.skipped)
     case MCM_METRIC_WORKER_RESTARTS: return Double(instance.workerRestarts(event))
+    case MCM_METRIC_BREAKER_OPEN: return instance.breaker(event)?.isOpen == true ? 1 : 0
+    case MCM_METRIC_SHORT_CIRCUITED: return Double(instance.breaker(event)?.shortCircuited ?? 0)
     default: return 0
     }
 }

@@ -51,7 +51,7 @@ struct Simulate: AsyncParsableCommand {
                         try await hook.run(event, envelope: $0)
                     }
                 }
-                report.metrics(hook.metrics)
+                report.metrics(hook.metrics, breakers: hook.breaker)
             } else {
                 configuration.stateDirectory = scratch.path + "/state"
                 print("\nIsolator module '\(configuration.moduleName)' (\(entry.name)), state in \(configuration.stateDirectory)")
@@ -107,7 +107,7 @@ struct Simulate: AsyncParsableCommand {
         }
         let files = (try? directoryEntries(isolator.stateDirectory)) ?? []
         print("    state files before the restart: \(files.joined(separator: ", "))")
-        report.metrics(isolator.metrics)
+        report.metrics(isolator.metrics, breakers: isolator.breaker)
 
         print("  Agent restart: a new module instance recovers from \(isolator.stateDirectory)")
         isolator = try IsolatorModule(configuration: configuration, logger: logger)
@@ -127,7 +127,7 @@ struct Simulate: AsyncParsableCommand {
         }
         let left = (try? directoryEntries(isolator.stateDirectory)) ?? []
         report.check(left.isEmpty, "no state file left after cleanup", otherwise: left.joined(separator: ", "))
-        report.metrics(isolator.metrics)
+        report.metrics(isolator.metrics, breakers: isolator.breaker)
     }
 }
 
@@ -194,7 +194,8 @@ struct Report {
             print("    ✗  \(name)  \(formatMilliseconds(ContinuousClock.now - start))  → error: \(error)")
         }
         let keys = envelope.members.map(\.key).joined(separator: ", ")
-        print("         \(display(command.path))\(command.mode == .worker ? " (worker)" : "") ← {\(keys)}")
+        let breaker = command.breaker.map { " (\($0.summary))" } ?? ""
+        print("         \(display(command.path))\(command.mode == .worker ? " (worker)" : "")\(breaker) ← {\(keys)}")
         if verbose { print((try? JSONValue(parsing: envelope.jsonText).prettyText) ?? envelope.jsonText) }
     }
 
@@ -211,12 +212,16 @@ struct Report {
         text.count <= 100 ? text : String(text.prefix(97)) + "..."
     }
 
-    func metrics(_ metrics: ModuleMetrics) {
+    /// The metrics of each event that ran, and its circuit breaker's state when it has one (`breakers`).
+    func metrics(_ metrics: ModuleMetrics, breakers: (Event) -> BreakerState? = { _ in nil }) {
         let snapshot = metrics.snapshot().sorted { $0.key.key < $1.key.key }
         guard !snapshot.isEmpty else { return }
         print("    metrics (calls/failures/timeouts/skipped, mean latency):")
         for (event, value) in snapshot {
-            print("      \(event.key.padding(52)) \(value.calls)/\(value.failures)/\(value.timeouts)/\(value.skipped)  \(formatMilliseconds(.milliseconds(Int64(value.meanSeconds * 1_000_000)) / 1000))")
+            let breaker = breakers(event).map { state in
+                "  breaker \(state.isOpen ? "OPEN" : "closed"), \(state.shortCircuited) answered at once"
+            } ?? ""
+            print("      \(event.key.padding(52)) \(value.calls)/\(value.failures)/\(value.timeouts)/\(value.skipped)  \(formatMilliseconds(.milliseconds(Int64(value.meanSeconds * 1_000_000)) / 1000))\(breaker)")
         }
     }
 }

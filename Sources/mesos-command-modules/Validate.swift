@@ -135,6 +135,11 @@ struct Validate: ParsableCommand {
                     print("ok    \(label): \(commands.count) command(s)")
                     for command in commands {
                         print("        \(command.event.key) → \(command.path) (timeout \(command.timeout)s, on failure: \(command.failurePolicy.rawValue))")
+                        if let breaker = command.breaker {
+                            print("          circuit breaker: after \(breaker.failures) consecutive failure(s), answered "
+                                + "at once (on failure: \(command.failurePolicy.rawValue)) for "
+                                + "\(breaker.coolDown), then one event runs the command again")
+                        }
                         if let rule = command.rule {
                             print("          when \(rule.text)")
                             print("            = runs only when \(rule.reading)")

@@ -275,6 +275,46 @@ static void check_hooks(void) {
     mcm_module_destroy(m);
 }
 
+/* The circuit breaker's metrics: breaker_open and short_circuited, and the error of a short-circuited event. */
+static void check_breaker(void) {
+    char *failing = script("breaker-failing.sh", "#!/bin/sh\necho down > \"$3\"\nexit 1\n");
+    const char *keys[] = {"module_name", "hook_slave_remove_executor_hook_command",
+                          "hook_slave_remove_executor_hook_breaker_failures", "hook_slave_post_fetch_hook_command",
+                          "temp_dir"};
+    const char *values[] = {"abi_breaker", failing, "2", failing, dir};
+    char *error = NULL;
+    mcm_module *m = create(MCM_KIND_HOOK, keys, values, 5, &error);
+    CHECK(m != NULL, "breaker: created", "%s", error ? error : "");
+    if (!m) return;
+    const char *event = "hook_slave_remove_executor_hook";
+    mcm_fragment fragments[] = {fragment("framework_info", "{\"user\":\"u\",\"name\":\"f\"}"),
+                                fragment("executor_info", "{\"executor_id\":{\"value\":\"e1\"}}")};
+    waiter w;
+    for (int i = 0; i < 2; i++) {
+        run(m, event, fragments, 2, &w);
+        wait_for(&w, 10);
+    }
+    CHECK(mcm_module_metric(m, event, MCM_METRIC_BREAKER_OPEN) == 1 &&
+              mcm_module_metric(m, event, MCM_METRIC_SHORT_CIRCUITED) == 0,
+          "breaker: open after 2 failures", "open %f", mcm_module_metric(m, event, MCM_METRIC_BREAKER_OPEN));
+    for (int i = 0; i < 3; i++) {
+        run(m, event, fragments, 2, &w);
+        wait_for(&w, 10);
+    }
+    CHECK(w.status == MCM_STATUS_ERROR && strstr(w.data, "[TASK=e1, METHOD=slaveRemoveExecutorHook] Command \"") &&
+              strstr(w.data, "\" not run: circuit open after 2 consecutive failures; the command runs again in 30 s."),
+          "breaker: a short-circuited event fails saying so", "%s", w.data);
+    CHECK(mcm_module_metric(m, event, MCM_METRIC_SHORT_CIRCUITED) == 3 &&
+              mcm_module_metric(m, event, MCM_METRIC_CALLS) == 2 && mcm_module_metric(m, event, MCM_METRIC_FAILURES) == 2,
+          "breaker: short_circuited counts the events answered at once, not as command runs", "short %f calls %f",
+          mcm_module_metric(m, event, MCM_METRIC_SHORT_CIRCUITED), mcm_module_metric(m, event, MCM_METRIC_CALLS));
+    CHECK(mcm_module_metric(m, "hook_slave_post_fetch_hook", MCM_METRIC_BREAKER_OPEN) == 0 &&
+              mcm_module_metric(m, "hook_slave_post_fetch_hook", MCM_METRIC_SHORT_CIRCUITED) == 0,
+          "breaker: an event without a breaker reads 0", "%f",
+          mcm_module_metric(m, "hook_slave_post_fetch_hook", MCM_METRIC_BREAKER_OPEN));
+    mcm_module_destroy(m);
+}
+
 static void check_isolator(void) {
     char ticks[512];
     snprintf(ticks, sizeof ticks, "%s/ticks", dir);
@@ -587,6 +627,7 @@ int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "rule-starvation") == 0) return check_rule_starvation(dir); /* starvation.c */
     check_bad_parameters();
     check_hooks();
+    check_breaker();
     check_isolator();
     check_header_promises();
     check_worker_destroy();

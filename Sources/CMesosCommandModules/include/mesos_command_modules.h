@@ -59,7 +59,12 @@ typedef enum {
     /* Events whose command did not run because the event's `when` rule did not match. */
     MCM_METRIC_SKIPPED = 3,
     /* Worker mode: workers stopped after a failure while serving this event (a fresh one starts). */
-    MCM_METRIC_WORKER_RESTARTS = 4
+    MCM_METRIC_WORKER_RESTARTS = 4,
+    /* 1 while the event's circuit breaker is open (its events answered at once, or one event probing the
+       command), else 0 — also 0 for an event without a breaker. */
+    MCM_METRIC_BREAKER_OPEN = 5,
+    /* Events answered at once by the open circuit breaker, without running the command. */
+    MCM_METRIC_SHORT_CIRCUITED = 6
 } mcm_metric;
 
 /* One member of an event's input envelope: `key` (NUL-terminated) and its JSON text (with its length). */

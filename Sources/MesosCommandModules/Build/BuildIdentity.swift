@@ -58,6 +58,7 @@ extension ModuleConfiguration {
             var how = command.mode.rawValue
             if command.mode == .worker && command.workers > 1 { how += " ×\(command.workers)" }
             if let rule = command.rule { how += ", when \(rule.text)" }
+            if let breaker = command.breaker { how += ", \(breaker.summary)" }
             return "\(command.event.key) (\(how))"
         }
         return "mesos-command-modules \(ProjectVersion.version), \(built): \(kind.rawValue) module '\(moduleName)' "

@@ -14,7 +14,8 @@ struct ParameterReader {
     /// Which events set `<event>_worker_max_events` themselves.
     var maxEventsGiven: [Event: Bool] = [:]
 
-    static let commandSuffixes = ["_command", "_timeout", "_failure_policy", "_when", "_mode", "_workers", "_worker_max_events"]
+    static let commandSuffixes = ["_command", "_timeout", "_failure_policy", "_when", "_mode", "_workers", "_worker_max_events",
+                                  "_breaker_failures", "_breaker_seconds"]
     static let globalKeys = [
         "module_name", "debug", "isolator_watch_frequence", "isolator_watch_frequency", "grace_period", "state_dir",
         "temp_dir", "output_max_bytes", "max_in_flight",
@@ -184,6 +185,7 @@ struct ParameterReader {
             "the most worker processes a command may have")
         let maxEvents = count(event.key + "_worker_max_events", atMost: Bound.workerMaxEvents,
             "the most events a worker may serve before it is replaced (unset: no limit)")
+        let breaker = breaker(event)
         for (key, given) in [("_workers", workers != nil), ("_worker_max_events", maxEvents != nil)] where given && mode != .worker {
             warnings.append(ConfigurationIssue(
                 key: event.key + key, message: "applies to \(event.key)_mode=worker only; ignored in exec mode"))
@@ -201,6 +203,7 @@ struct ParameterReader {
         command.mode = mode
         command.workers = workers ?? 1
         command.workerMaxEvents = maxEvents
+        command.breaker = breaker
         workersGiven[event] = workers != nil
         maxEventsGiven[event] = maxEvents != nil
         return command

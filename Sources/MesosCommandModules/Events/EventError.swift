@@ -22,6 +22,12 @@ public struct EventError: Error, Sendable, CustomStringConvertible {
 
     public var isTimeout: Bool { command?.isTimeout ?? false }
 
+    /// Answered at once: the event's circuit breaker is open (the command did not run).
+    public var isShortCircuit: Bool {
+        if case .circuitOpen = command?.code { return true }
+        return false
+    }
+
     public var description: String { "[TASK=\(subject), METHOD=\(event.methodName)] \(message)" }
 
     init(_ event: Event, subject: String, command: CommandError) {

@@ -20,6 +20,8 @@ struct EventRunner: Sendable {
     let slots: FairPool<Void>
     /// Worker mode: the pool of each command file, shared by the events that name it.
     let workers: [String: WorkerPool]
+    /// The events with `<event>_breaker_failures` set, each with its circuit breaker (``CircuitBreaker``).
+    let breakers: [Event: CircuitBreaker]
 
     /// How many lines of a command's stdout/stderr reach the log per run, and how long each may be: the rest
     /// is counted, not logged, so that a chatty script cannot flood the agent's log.
@@ -40,6 +42,7 @@ struct EventRunner: Sendable {
         self.metrics = metrics
         self.slots = FairPool(items: Array(repeating: (), count: configuration.maxInFlight))
         self.workers = try WorkerPool.pools(for: configuration, logger: logger)
+        self.breakers = Self.breakers(for: configuration)
     }
 
     /// Closes the workers' stdin and waits up to the grace period (and a little) for them to be gone: killed
@@ -70,6 +73,8 @@ struct EventRunner: Sendable {
         async throws(EventError) -> CommandOutput
     {
         let event = command.event
+        // An open breaker answers at once, before anything is started or logged for the event.
+        let admission = try admit(command, subject: subject)
         let log = log(event, subject)
         // The event's whole life counts against its timeout, from Mesos' call, its rule and waiting for a slot included.
         let startedAt = startedAt ?? EventCall.current.map {
@@ -122,6 +127,7 @@ struct EventRunner: Sendable {
         switch outcome {
         case .success(let output):
             metrics.record(event, seconds: seconds, failed: false, timedOut: false)
+            settle(admission, command, subject: subject, failure: nil)
             if case .value(_, let warnings) = output, !warnings.isEmpty {
                 log.warning("Command \"\(command.path)\" output: "
                     + warnings.map(\.description).joined(separator: "; "))
@@ -133,6 +139,7 @@ struct EventRunner: Sendable {
                 metrics.record(event, seconds: seconds, failed: true, timedOut: error.isTimeout)
                 log.error(error.description + (error.console.isEmpty ? "" : " Console output: \(error.console)"))
             }
+            settle(admission, command, subject: subject, failure: error)
             throw EventError(event, subject: subject, command: error)
         }
     }

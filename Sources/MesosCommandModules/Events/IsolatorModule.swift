@@ -26,6 +26,10 @@ public final class IsolatorModule: CommandModule {
     /// for all the events that share the command).
     public func workerRestarts(_ event: Event) -> Int { events.workerRestarts(event) }
 
+    /// The circuit breaker of `event` (open or not, events answered at once), nil when it has none
+    /// (`<event>_breaker_failures` unset or 0).
+    public func breaker(_ event: Event) -> BreakerState? { events.breakerState(event) }
+
     /// Worker mode: the pids of the running workers.
     public var workerPIDs: [Int32] { events.workers.values.flatMap(\.pids) }
     let store: ContainerStateStore

@@ -33,7 +33,10 @@ extension CommandModule {
             return .output(try await events.run(command, envelope: envelope, subject: subject, startedAt: startedAt))
         } catch {
             if error.kind == .command && command.failurePolicy == .ignore {
-                events.log(event, subject).warning("Ignoring the failure (\(event.key)_failure_policy=ignore)")
+                // A short-circuited event is not logged one by one: the breaker logged when it opened.
+                if !error.isShortCircuit || configuration.debug {
+                    events.log(event, subject).warning("Ignoring the failure (\(event.key)_failure_policy=ignore)")
+                }
                 return .failedButIgnored(error)
             }
             throw error

@@ -38,6 +38,9 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
         case workerBroke(String)
         /// The worker failed repeatedly and is not restarted before `retryIn` seconds; its last failure.
         case workerBackingOff(retryIn: Double, lastFailure: String)
+        /// Not run: the event's circuit breaker is open after `failures` consecutive failures; the command runs
+        /// again in `retryIn` seconds (nil: one event is running it again now).
+        case circuitOpen(failures: Int, retryIn: Double?, lastFailure: String)
     }
 
     /// The command's path.
@@ -107,6 +110,11 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
         case .workerBackingOff(let retryIn, let lastFailure):
             return "\(quoted) (worker) is not restarted yet after repeated failures (next try in "
                 + "\(Self.seconds((retryIn * 10).rounded(.up) / 10))); last failure: \(lastFailure)"
+        case .circuitOpen(let failures, let retryIn, let lastFailure):
+            let again = retryIn.map { "the command runs again in \(CircuitBreaker.seconds($0))" }
+                ?? "one event is running the command again now"
+            return "\(quoted) not run: circuit open after \(failures) consecutive failures; \(again). "
+                + "Last failure: \(lastFailure)"
         }
     }
 
