@@ -89,15 +89,14 @@ final class CgroupTree: Sendable {
         if rmdir(path) == 0 || errno == ENOENT { rmdir(base) }
     }
 
-    /// The tree of a module being created, per its `containment` (nil: process groups), after reclaiming what
-    /// a dead instance of the same module left.
+    /// The tree of a module being created, per its `containment` (nil: process groups). What a dead instance
+    /// left is reclaimed after its worker records (``WorkerPool/pools(for:cgroups:logger:)``).
     static func forModule(_ configuration: ModuleConfiguration, logger: Logger) throws(CommandError.Setup) -> CgroupTree? {
         switch ContainmentChoice.resolve(configuration.containment) {
         case .failure(let unavailable):
             throw CommandError.Setup("containment=cgroup is not possible on this host: \(unavailable.reason)")
         case .success(let choice):
             guard let hierarchy = choice.hierarchy else { return nil }
-            reclaim(hierarchy, moduleName: configuration.moduleName, logger: logger)
             return try CgroupTree(hierarchy: hierarchy, moduleName: configuration.moduleName)
         }
     }
@@ -130,7 +129,12 @@ final class CgroupTree: Sendable {
         var kept = 0
         for name in FileIO.entries(fd: fd) where name.hasPrefix("w") || name.hasPrefix("e") {
             guard Int(name.dropFirst()) != nil, let cgroup = Cgroup(opening: name, in: fd, at: path) else { continue }
-            let pids = cgroup.processes()
+            var pids = cgroup.processes()
+            // What the worker records' reclaim killed just before may take a moment to be gone.
+            for _ in 0..<20 where !pids.isEmpty && !cgroup.isMarkedKept {
+                usleep(10_000)
+                pids = cgroup.processes()
+            }
             if !pids.isEmpty {
                 if name.hasPrefix("e") && cgroup.isMarkedKept {
                     kept += pids.count

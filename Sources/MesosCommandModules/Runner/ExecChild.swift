@@ -173,13 +173,15 @@ final class ExecChild: LoopClient {
             // A command we stopped is answered as stopped, however it died: the SIGKILL ends the leader and the
             // console's last writer at once, and `leaderExited` may see the console's end (and so get here)
             // before it answers.
+            // The event is over: its pipe goes too, even if a leftover still holds the other end; its cgroup is
+            // free for the next event before this one is answered.
+            closeConsole(loop)
+            measureCPU()
+            releaseCgroup(loop)
             switch ending {
             case .status(let status): answer(stop ?? .exited(status: status))
             case .lost(let code): answer(stop ?? .statusLost(errno: code))
             }
-            // The event is over: its pipe goes too, even if a leftover still holds the other end.
-            closeConsole(loop)
-            releaseCgroup(loop)
         }
         // Gone from the loop once reaped and its console closed (background children still writing keep it).
         if reaped && consoleFD < 0 { loop.remove(id) }
@@ -213,14 +215,21 @@ final class ExecChild: LoopClient {
     private func answer(_ ending: ChildExit.Ending) {
         guard let completion else { return }
         self.completion = nil
-        var cpu = 0.0
-        if let cgroup {
-            cpu = cgroup.takeCPUSeconds()
-        } else if let group, group.reaped {
-            cpu = Double(group.reapedCPUMicroseconds) / 1e6
-        }
+        measureCPU()
         completion.complete(ChildExit(
-            ending: ending, console: console, consoleDropped: consoleDropped, leftovers: leftovers, cpuSeconds: cpu))
+            ending: ending, console: console, consoleDropped: consoleDropped, leftovers: leftovers,
+            cpuSeconds: cpuSeconds ?? 0))
+    }
+
+    /// What the command ran used: its cgroup's cpu.stat since the event began, or the reaped leader's rusage.
+    private var cpuSeconds: Double?
+    private func measureCPU() {
+        guard cpuSeconds == nil else { return }
+        if let cgroup, !cgroupReleased {
+            cpuSeconds = cgroup.takeCPUSeconds()
+        } else if let group, group.reaped {
+            cpuSeconds = Double(group.reapedCPUMicroseconds) / 1e6
+        }
     }
 
     /// The cgroup back to the module's (reused if empty, else removed once empty). Once only.

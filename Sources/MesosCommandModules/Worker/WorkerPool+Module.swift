@@ -10,6 +10,8 @@ extension WorkerPool {
     {
         let parent = configuration.temporaryDirectory
         WorkerRecords.reclaim(in: parent, moduleName: configuration.moduleName, logger: logger)
+        // Then by cgroup: whatever those records could not prove, and what its exec commands were running.
+        if let cgroups { CgroupTree.reclaim(cgroups.hierarchy, moduleName: configuration.moduleName, logger: logger) }
         let byPath = Dictionary(grouping: configuration.commands.values.filter { $0.mode == .worker }, by: \.path)
         guard !byPath.isEmpty else { return [:] }
         // Without records the workers still serve; only what they would leave after an agent crash is not
