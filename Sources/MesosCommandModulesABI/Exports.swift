@@ -104,6 +104,7 @@ public func mcm_module_metric(_ module: OpaquePointer?, _ eventKey: UnsafePointe
     case MCM_METRIC_TIMEOUTS: return Double(metrics.timeouts)
     case MCM_METRIC_SKIPPED: return Double(metrics.skipped)
     case MCM_METRIC_WORKER_RESTARTS: return Double(instance.workerRestarts(event))
+    case MCM_METRIC_CPU_SECONDS: return metrics.cpuSeconds
     default: return 0
     }
 }

@@ -59,7 +59,10 @@ typedef enum {
     /* Events whose command did not run because the event's `when` rule did not match. */
     MCM_METRIC_SKIPPED = 3,
     /* Worker mode: workers stopped after a failure while serving this event (a fresh one starts). */
-    MCM_METRIC_WORKER_RESTARTS = 4
+    MCM_METRIC_WORKER_RESTARTS = 4,
+    /* User + system CPU seconds of everything the event's commands ran (their cgroups' cpu.stat; under
+       containment=process_group the reaped commands' rusage). */
+    MCM_METRIC_CPU_SECONDS = 7
 } mcm_metric;
 
 /* One member of an event's input envelope: `key` (NUL-terminated) and its JSON text (with its length). */
