@@ -106,6 +106,7 @@ public func mcm_module_metric(_ module: OpaquePointer?, _ eventKey: UnsafePointe
     case MCM_METRIC_WORKER_RESTARTS: return Double(instance.workerRestarts(event))
     case MCM_METRIC_BREAKER_OPEN: return instance.breaker(event)?.isOpen == true ? 1 : 0
     case MCM_METRIC_SHORT_CIRCUITED: return Double(instance.breaker(event)?.shortCircuited ?? 0)
+    case MCM_METRIC_CPU_SECONDS: return metrics.cpuSeconds
     default: return 0
     }
 }

@@ -57,6 +57,7 @@ struct Bench: AsyncParsableCommand {
         }
 
         try await benchWorkers(trivial: trivial, scratch: scratch, logger: logger)
+        try await benchContainment(trivial: trivial, scratch: scratch, logger: logger)
         try await benchRules(scratch: scratch, logger: logger)
         if quick { return }
 
@@ -152,6 +153,62 @@ struct Bench: AsyncParsableCommand {
         let (e, w) = (Percentiles(execTimes), Percentiles(workerTimes))
         print("  examples/isolator/usage.py: exec p50 \(ms(e.p50)), worker p50 \(ms(w.p50)) → \(ratio(e.p50 / w.p50)) × faster "
             + "(p99 \(ms(e.p99)) / \(ms(w.p99)))")
+    }
+
+    /// containment=cgroup against containment=process_group, in the same run, events alternated with the floor:
+    /// exec (a cgroup from the free list, clone3 into it, the leftover check and cpu.stat read at the exit) and
+    /// worker mode (one Python worker).
+    func benchContainment(trivial: String, scratch: ScratchDirectory, logger: Logger) async throws {
+        print("")
+        guard case .success(let hierarchy) = CgroupHierarchy.find() else {
+            print("Containment: no writable cgroup v2 hierarchy here; containment=cgroup not measured")
+            return
+        }
+        print("Containment (cgroups under \(hierarchy.base)), p50 / p99, each event after a floor spawn:")
+        let worker = scratch.path + "/worker.py"
+        writeFile(worker, Self.trivialWorker, mode: 0o755)
+        var modules: [(String, IsolatorModule)] = []
+        for mode in [CommandMode.exec, .worker] {
+            for containment in [ContainmentMode.processGroup, .cgroup] {
+                let module = try makeIsolator(mode == .exec ? trivial : worker, scratch: scratch, logger: logger,
+                                              name: "containment_\(mode.rawValue)_\(containment.rawValue)", mode: mode,
+                                              containment: containment)
+                _ = try await module.usage(containerID: Self.container)
+                modules.append(("\(mode.rawValue) containment=\(containment.rawValue)", module))
+            }
+        }
+        let files = ["in", "out", "err"].map { scratch.path + "/floor-" + $0 }
+        for file in files { writeFile(file, "{}", mode: 0o600) }
+        var cArgs: [UnsafeMutablePointer<CChar>?] = ([trivial] + files).map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        var floor: [Double] = []
+        var times = Array(repeating: [Double](), count: modules.count)
+        for i in 0..<(events + events / 10) {
+            for (index, (_, module)) in modules.enumerated() {
+                var start = ContinuousClock.now
+                var pid: pid_t = 0
+                guard posix_spawn(&pid, trivial, nil, nil, &cArgs, environ) == 0 else { throw ValidationError("posix_spawn") }
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                let floorSeconds = seconds(ContinuousClock.now - start)
+                start = ContinuousClock.now
+                _ = try await module.usage(containerID: Self.container)
+                if i >= events / 10 {
+                    if index == 0 { floor.append(floorSeconds) }
+                    times[index].append(seconds(ContinuousClock.now - start))
+                }
+            }
+        }
+        let floorP = Percentiles(floor)
+        print("  floor: \(ms(floorP.p50)) / \(ms(floorP.p99))")
+        let p = times.map(Percentiles.init)
+        for (index, (name, _)) in modules.enumerated() {
+            print("  \(name.padding(36)) \(ms(p[index].p50)) / \(ms(p[index].p99))")
+        }
+        for (base, mode) in [(0, "exec"), (2, "worker")] {
+            print("  \(mode): cgroup − process_group p50 = \(format2((p[base + 1].p50 - p[base].p50) / floorP.p50)) × the floor")
+        }
+        for (_, module) in modules { module.stopWorkers() }
     }
 
     /// What noticing a deployment costs each worker event: the check a worker pool makes before handing an event
@@ -284,7 +341,8 @@ struct Bench: AsyncParsableCommand {
     static let container = #"{"value":"bench"}"#
 
     func makeIsolator(_ script: String, scratch: ScratchDirectory, logger: Logger, name: String, event: Event = .usage,
-                      maxInFlight: Int = 64, mode: CommandMode = .exec, workers: Int = 1) throws -> IsolatorModule {
+                      maxInFlight: Int = 64, mode: CommandMode = .exec, workers: Int = 1,
+                      containment: ContainmentMode = .auto) throws -> IsolatorModule {
         // Failures fail the event (usage would ignore them): a benchmark must not count failed events as fast ones.
         var command = CommandConfiguration(event: event, path: script, failurePolicy: .fail)
         command.mode = mode
@@ -293,6 +351,7 @@ struct Bench: AsyncParsableCommand {
         configuration.temporaryDirectory = tempDir ?? scratch.path
         configuration.stateDirectory = scratch.path + "/state"
         configuration.maxInFlight = maxInFlight
+        configuration.containment = containment
         let module = try IsolatorModule(configuration: configuration, logger: logger)
         if event != .prepare { try module.adopt(containerID: Self.container, containerConfig: SampleEnvelopes.containerConfig()) }
         return module

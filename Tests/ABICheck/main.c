@@ -393,6 +393,10 @@ static void check_isolator(void) {
               mcm_module_metric(m, "isolator_usage", MCM_METRIC_CALLS) == 18,
           "isolator: metrics count the commands run", "prepare %f usage %f",
           mcm_module_metric(m, "isolator_prepare", MCM_METRIC_CALLS), mcm_module_metric(m, "isolator_usage", MCM_METRIC_CALLS));
+    CHECK(mcm_module_metric(m, "isolator_usage", MCM_METRIC_CPU_SECONDS) > 0 &&
+              mcm_module_metric(m, "isolator_usage", MCM_METRIC_CPU_SECONDS) < 60,
+          "isolator: the CPU time of the commands is counted", "usage %f s",
+          mcm_module_metric(m, "isolator_usage", MCM_METRIC_CPU_SECONDS));
 
     /* Destroy with a watch running: its callback comes before destroy returns, and no log line after. */
     run(m, "isolator_prepare", prepare, 2, &w);

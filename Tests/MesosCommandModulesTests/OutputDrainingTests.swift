@@ -48,25 +48,30 @@ import Testing
         #expect(run.console.hasPrefix("yyyy"))
     }
 
-    /// A background child writing without pause to the stdout its (successful) command left it: other events
-    /// are answered, a 1 s timeout fires on time, and the child is stopped with its group.
+    /// A background child writing without pause to the stdout of its command while the command runs: other
+    /// events are answered, a 1 s timeout fires on time. Once its command has exited, the event's pipe is closed
+    /// (SPEC §3 "Containment": no fd of the agent is held by a leftover), and the flood ends there (SIGPIPE).
     @Test func aBackgroundChildFloodingItsOutputDelaysNoOtherEvent() async throws {
         let pidFile = sandbox.path + "/yes.pid"
         let flood = sandbox.script("flood.sh", """
             #!/bin/sh
             yes 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' &
             echo $! > \(pidFile)
+            sleep 4
             """)
         let hang = sandbox.script("hang.sh", "#!/bin/sh\nsleep 60\n")
         let quick = sandbox.script("quick.sh", "#!/bin/sh\necho '{}' > \"$2\"\n")
         let flooding = try isolator(sandbox, [("isolator_prepare_command", flood)])
-        _ = try await flooding.prepare(containerID: cid("flood"), containerConfig: "{}")
+        let event = Task { try await flooding.prepare(containerID: cid("flood"), containerConfig: "{}") }
+        #expect(await eventually(within: 3) { sandbox.read(pidFile)?.hasSuffix("\n") == true })
         let yes = try #require(sandbox.read(pidFile).flatMap { pid_t($0.split(separator: "\n").first ?? "") })
         defer { kill(yes, SIGKILL) }
         #expect(processAlive(yes))
 
         try await expectTheLoopIsResponsive(hang: hang, quick: quick)
         #expect(processAlive(yes), "the flood went on all along")
+        _ = try await event.value
+        #expect(await eventually(within: 2) { !processAlive(yes) }, "its pipe closed with its event")
     }
 
     /// A worker whose background child writes without pause to stderr: exec events of other modules are

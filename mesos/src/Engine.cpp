@@ -118,7 +118,7 @@ const char* const EVENTS[] = {
 const std::pair<mcm_metric, const char*> COUNTERS[] = {
   {MCM_METRIC_CALLS, "calls"}, {MCM_METRIC_FAILURES, "failures"}, {MCM_METRIC_TIMEOUTS, "timeouts"},
   {MCM_METRIC_SKIPPED, "skipped"}, {MCM_METRIC_BREAKER_OPEN, "breaker_open"},
-  {MCM_METRIC_SHORT_CIRCUITED, "short_circuited"}};
+  {MCM_METRIC_SHORT_CIRCUITED, "short_circuited"}, {MCM_METRIC_CPU_SECONDS, "cpu_seconds"}};
 
 // The window of the latency percentiles, as Mesos' own timers (e.g. the allocator's) use.
 const Duration LATENCY_WINDOW = Hours(1);
@@ -207,8 +207,9 @@ bool Engine::handles(const std::string& event) const
 
 
 // Per configured event, in Mesos' conventions: the counters command_modules/<module_name>/<event>/{calls,
-// failures,timeouts,skipped,breaker_open,short_circuited} (breaker_open and short_circuited stay 0 without
-// <event>_breaker_failures, so that one alert rule fits every module; worker_restarts in worker mode) and the timer
+// failures,timeouts,skipped,breaker_open,short_circuited,cpu_seconds} (breaker_open and short_circuited stay 0
+// without <event>_breaker_failures, so that one alert rule fits every module; worker_restarts in worker mode) and
+// the timer
 // command_modules/<module_name>/<event>/latency_ms (with its percentiles). Called before any event runs: the
 // timers' map is read-only afterwards.
 void Engine::registerMetrics()

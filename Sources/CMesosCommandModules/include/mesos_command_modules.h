@@ -64,7 +64,10 @@ typedef enum {
        command), else 0 — also 0 for an event without a breaker. */
     MCM_METRIC_BREAKER_OPEN = 5,
     /* Events answered at once by the open circuit breaker, without running the command. */
-    MCM_METRIC_SHORT_CIRCUITED = 6
+    MCM_METRIC_SHORT_CIRCUITED = 6,
+    /* User + system CPU seconds of everything the event's commands ran (their cgroups' cpu.stat; under
+       containment=process_group the reaped commands' rusage). */
+    MCM_METRIC_CPU_SECONDS = 7
 } mcm_metric;
 
 /* One member of an event's input envelope: `key` (NUL-terminated) and its JSON text (with its length). */

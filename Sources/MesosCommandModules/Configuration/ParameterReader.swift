@@ -15,10 +15,10 @@ struct ParameterReader {
     var maxEventsGiven: [Event: Bool] = [:]
 
     static let commandSuffixes = ["_command", "_timeout", "_failure_policy", "_when", "_mode", "_workers", "_worker_max_events",
-                                  "_breaker_failures", "_breaker_seconds"]
+                                  "_breaker_failures", "_breaker_seconds", "_leftover_processes"]
     static let globalKeys = [
         "module_name", "debug", "isolator_watch_frequence", "isolator_watch_frequency", "grace_period", "state_dir",
-        "temp_dir", "output_max_bytes", "max_in_flight",
+        "temp_dir", "output_max_bytes", "max_in_flight", "containment",
     ]
     static let isolatorOnlyKeys: Set<String> = ["isolator_watch_frequence", "isolator_watch_frequency", "state_dir"]
 
@@ -68,6 +68,7 @@ struct ParameterReader {
             "the largest output the module reads into memory") ?? ModuleConfiguration.defaultOutputMaxBytes
         configuration.maxInFlight = count("max_in_flight", atMost: Bound.maxInFlight,
             "the most commands a module may run at once") ?? ModuleConfiguration.defaultMaxInFlight
+        configuration.containment = containment()
         for event in Event.allCases where event.kind == kind {
             if let command = command(event) {
                 configuration.commands[event] = command
@@ -181,6 +182,14 @@ struct ParameterReader {
                 error(event.key + "_mode", "'\(text)' is not a mode (exec or worker)")
             }
         }
+        var leftovers = LeftoverPolicy.keep
+        if let text = values[event.key + "_leftover_processes"] {
+            if let given = LeftoverPolicy(rawValue: text) {
+                leftovers = given
+            } else {
+                error(event.key + "_leftover_processes", "'\(text)' is not a leftover policy (keep or kill)")
+            }
+        }
         let workers = count(event.key + "_workers", atMost: Bound.workers,
             "the most worker processes a command may have")
         let maxEvents = count(event.key + "_worker_max_events", atMost: Bound.workerMaxEvents,
@@ -204,6 +213,7 @@ struct ParameterReader {
         command.workers = workers ?? 1
         command.workerMaxEvents = maxEvents
         command.breaker = breaker
+        command.leftoverProcesses = leftovers
         workersGiven[event] = workers != nil
         maxEventsGiven[event] = maxEvents != nil
         return command
@@ -230,6 +240,24 @@ struct ParameterReader {
                       "\(other.workerMaxEvents ?? 0) differs from \(first.event.key)_worker_max_events=\(limit), and both events share the worker '\(first.path)'")
             }
         }
+    }
+
+    /// `containment`: what it resolves to on this host is said in a note (the load line, `validate`); `cgroup`
+    /// where no writable cgroup v2 hierarchy exists is an error.
+    mutating func containment() -> ContainmentMode {
+        var mode = ContainmentMode.auto
+        if let text = values["containment"] {
+            guard let given = ContainmentMode(rawValue: text) else {
+                error("containment", "'\(text)' is not a containment (auto, cgroup or process_group)")
+                return .auto
+            }
+            mode = given
+        }
+        switch ContainmentChoice.resolve(mode) {
+        case .success(let choice): notes.append(ConfigurationIssue(key: "containment", message: choice.message))
+        case .failure(let unavailable): error("containment", "cgroup is not possible on this host: \(unavailable.reason)")
+        }
+        return mode
     }
 
     /// `<event>_when`: parsed, and checked against what the event's input holds.

@@ -30,6 +30,8 @@ final class WorkerPool: Sendable {
     private let logger: Logger
     private let file: CommandFileWatch
     private let records: WorkerRecords?
+    /// containment=cgroup: each worker runs in a cgroup of its own, killed with it.
+    private let cgroups: CgroupTree?
     private let slots: FairPool<Int>
     private let processes: Mutex<[Handle?]>
     private let health = Mutex(Health())
@@ -63,7 +65,9 @@ final class WorkerPool: Sendable {
     }
 
     init(path: String, count: Int, gracePeriod: Double, outputMaxBytes: Int,
-         maxEvents: (count: Int, key: String)? = nil, records: WorkerRecords? = nil, logger: Logger) {
+         maxEvents: (count: Int, key: String)? = nil, records: WorkerRecords? = nil, cgroups: CgroupTree? = nil,
+         logger: Logger) {
+        self.cgroups = cgroups
         self.path = path
         self.count = count
         self.maxEvents = maxEvents?.count
@@ -278,11 +282,24 @@ final class WorkerPool: Sendable {
         var pid: pid_t = 0
         var report: Int32 = -1
         let records = self.records
+        let cgroups = self.cgroups
+        let cgroup = cgroups?.makeWorkerCgroup()
+        if let cgroups, cgroup == nil {
+            let code = errno
+            for fd in stdin + stdout + stderr { close(fd) }
+            return .failure(failure(.setup(
+                "cannot create the worker's cgroup in \(cgroups.path): \(SystemError.describe(code))")))
+        }
         // The token lets the next start tell this worker's children from processes that reuse their pids.
         let environment = ["MESOS_COMMAND_MODULES_PROTOCOL=\(Self.protocolVersion)"] + (records.map { [$0.tokenEntry] } ?? [])
         let spawnError = withCStringArray([path]) { argv in
             withCStringArray(environment) { extra in
-                mcm_spawn_worker(path, argv, extra, stdin[0], stdout[1], stderr[1], &pid, &report)
+                path.withCString { path in
+                    var request = mcm_spawn_request(
+                        path: path, argv: argv, extra_env: extra, stdin_fd: stdin[0], stdout_fd: stdout[1],
+                        stderr_fd: stderr[1], cgroup_fd: cgroup?.fd ?? -1, credentials: nil)
+                    return mcm_spawn_worker(&request, &pid, &report)
+                }
             }
         }
         close(stdin[0])
@@ -290,6 +307,7 @@ final class WorkerPool: Sendable {
         close(stderr[1])
         guard spawnError == 0 else {
             for fd in [stdin[1], stdout[0], stderr[0]] { close(fd) }
+            if let cgroup, let cgroups { cgroups.retireWorkerCgroup(cgroup, loop: loop) }
             return .failure(failure(.cannotStart(errno: spawnError)))
         }
         records?.record(pid)
@@ -299,13 +317,14 @@ final class WorkerPool: Sendable {
         let logger = self.logger
         let process = WorkerProcess(
             id: id, pid: pid, report: report, input: WorkerInput(stdin: stdin[1]), stdout: stdout[0],
-            stderr: stderr[0], lineLimit: lineLimit,
+            stderr: stderr[0], cgroup: cgroup, lineLimit: lineLimit,
             gracePeriod: gracePeriod, name: name,
             log: { warning, message in
                 if warning { logger.warning("\(message)") } else { logger.info("\(message)") }
             },
             gone: { [weak self] failure in self?.gone(slot, id: id, failure) },
             reaped: { [weak self] in
+                if let cgroup, let cgroups { cgroups.retireWorkerCgroup(cgroup, loop: loop) }
                 records?.forget(leader)
                 self?.alive.subtract(1, ordering: .relaxed)
             })
