@@ -1,8 +1,10 @@
 #define _GNU_SOURCE
 #include "mcm_spawn.h"
+#include "mcm_credentials.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -42,10 +44,42 @@ static char **merged_environment(char *const extra[]) {
     return merged;
 }
 
+static int fork_command(const char *path, char *const argv[], char *const envp[], int stdin_fd, int stdout_fd,
+                        int stderr_fd, int death_signal, const struct mcm_credentials *credentials, pid_t *pid,
+                        int *report_fd);
+
+/* A command with credentials of its own: forked (posix_spawn cannot change them), and waited for until it
+   exec'd, as posix_spawn would. A child whose exec failed is reaped here. */
+static int spawn_as(const char *path, char *const argv[], char *const envp[], int stdin_fd, int stdout_fd,
+                    int stderr_fd, const struct mcm_credentials *credentials, pid_t *pid) {
+    int report;
+    int rc = fork_command(path, argv, envp, stdin_fd, stdout_fd, stderr_fd, 0, credentials, pid, &report);
+    if (rc != 0) return rc;
+    int code = 0;
+    ssize_t n;
+    for (;;) {
+        n = read(report, &code, sizeof code);
+        if (n >= 0 || (errno != EINTR && errno != EAGAIN)) break;
+        struct pollfd ready = {report, POLLIN, 0};
+        poll(&ready, 1, -1);
+    }
+    close(report);
+    if (n == 0) return 0; /* end of file: exec succeeded */
+    if (n != (ssize_t)sizeof code) code = EIO;
+    int status;
+    while (waitpid(*pid, &status, 0) == -1 && errno == EINTR) {}
+    return code;
+}
+
 int mcm_spawn(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
-              int stderr_fd, pid_t *pid) {
+              int stderr_fd, const struct mcm_credentials *credentials, pid_t *pid) {
     char **envp = merged_environment(extra_env);
     if (envp == NULL) return ENOMEM;
+    if (credentials != NULL) {
+        int rc = spawn_as(path, argv, envp, stdin_fd, stdout_fd, stderr_fd, credentials, pid);
+        free(envp);
+        return rc;
+    }
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&actions);
@@ -81,17 +115,20 @@ int mcm_spawn(const char *path, char *const argv[], char *const extra_env[], int
     return rc;
 }
 
-/* The child side of mcm_spawn_worker: async-signal-safe calls only (the parent is multi-threaded). */
-static void become_worker(const char *path, char *const argv[], char *const envp[], int fds[3], pid_t parent,
-                          int report_fd) {
+/* The child side of fork_command: async-signal-safe calls only (the parent is multi-threaded). `parent` 0: no
+   death signal. */
+static void become_command(const char *path, char *const argv[], char *const envp[], int fds[3], pid_t parent,
+                           const struct mcm_credentials *credentials, int report_fd) {
     for (int sig = 1; sig < _NSIG; sig++) {
         struct sigaction action = {0};
         action.sa_handler = SIG_DFL;
         sigaction(sig, &action, NULL); /* SIGKILL, SIGSTOP and glibc's own signals fail harmlessly */
     }
     setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(127); /* the agent died before prctl */
+    if (parent != 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) _exit(127); /* the agent died before prctl */
+    }
     /* Move the three fds above 2 first, so that dup2 onto 0, 1, 2 cannot clobber one of them. */
     int high[3];
     for (int i = 0; i < 3; i++) {
@@ -109,6 +146,8 @@ static void become_worker(const char *path, char *const argv[], char *const envp
             if (fd != report_fd) close(fd);
         }
     }
+    /* The user last, once nothing else needs root (every fd above is the agent's, closed or moved). */
+    if (credentials != NULL && (errno = mcm_apply_credentials(credentials)) != 0) goto failed;
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -121,15 +160,20 @@ failed:;
 }
 
 int mcm_spawn_worker(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
-                     int stderr_fd, pid_t *pid, int *report_fd) {
+                     int stderr_fd, const struct mcm_credentials *credentials, pid_t *pid, int *report_fd) {
     char **envp = merged_environment(extra_env);
     if (envp == NULL) return ENOMEM;
+    int rc = fork_command(path, argv, envp, stdin_fd, stdout_fd, stderr_fd, 1, credentials, pid, report_fd);
+    free(envp);
+    return rc;
+}
+
+/* Forks the command (`death_signal`: with PR_SET_PDEATHSIG); `*report_fd` as mcm_spawn_worker's. */
+static int fork_command(const char *path, char *const argv[], char *const envp[], int stdin_fd, int stdout_fd,
+                        int stderr_fd, int death_signal, const struct mcm_credentials *credentials, pid_t *pid,
+                        int *report_fd) {
     int report[2];
-    if (mcm_pipe(report, 0) != 0) { /* our read end is non-blocking */
-        int code = errno;
-        free(envp);
-        return code;
-    }
+    if (mcm_pipe(report, 0) != 0) return errno; /* our read end is non-blocking */
     /* The child must not run one of the agent's signal handlers before it has reset them. */
     sigset_t all, old;
     sigfillset(&all);
@@ -137,13 +181,12 @@ int mcm_spawn_worker(const char *path, char *const argv[], char *const extra_env
     pid_t parent = getpid();
     int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
     pid_t child = fork();
-    if (child == 0) become_worker(path, argv, envp, fds, parent, report[1]);
+    if (child == 0) become_command(path, argv, envp, fds, death_signal ? parent : 0, credentials, report[1]);
     int fork_errno = errno;
     /* The child makes its own group too; whichever runs first wins, so that a kill of the group right after this
        returns cannot find no group (EACCES once the child has exec'd: it did it itself). */
     if (child > 0) setpgid(child, child);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    free(envp);
     close(report[1]);
     if (child < 0) {
         close(report[0]);

@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "mcm_credentials.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -12,9 +14,11 @@ extern "C" {
 /// entries, NULL-terminated, may be NULL; they replace same-named variables) in a process group of its own,
 /// with `stdin_fd`, `stdout_fd` and `stderr_fd` as its fds 0, 1 and 2 and no other fd of the agent, every
 /// signal unblocked and at its default disposition. No shell is involved (posix_spawn, vfork-fast).
+/// `credentials` (NULL: the agent's) makes it run as another user (mcm_apply_credentials, just before exec): it is
+/// then forked, and this returns once it exec'd, as posix_spawn does.
 /// Returns 0 and sets `*pid`, or an errno value (ENOENT, EACCES, ENOEXEC, ...) when the command cannot start.
 int mcm_spawn(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
-              int stderr_fd, pid_t *pid);
+              int stderr_fd, const struct mcm_credentials *credentials, pid_t *pid);
 
 /// As mcm_spawn, for a long-lived worker: the child also gets SIGTERM when the thread that started it dies
 /// (PR_SET_PDEATHSIG) — when the agent dies without destroying the module, the kernel tells the worker to end
@@ -22,9 +26,9 @@ int mcm_spawn(const char *path, char *const argv[], char *const extra_env[], int
 /// that lives as long as the process. Uses fork (posix_spawn cannot set a death signal); the
 /// child makes only async-signal-safe calls before exec. Returns at once: `*report_fd` (non-blocking) reads end
 /// of file once exec(2) succeeded, or its errno (4 bytes) if it failed — an exec stuck in the kernel does not
-/// block the caller.
+/// block the caller. `credentials`: as for mcm_spawn.
 int mcm_spawn_worker(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
-                     int stderr_fd, pid_t *pid, int *report_fd);
+                     int stderr_fd, const struct mcm_credentials *credentials, pid_t *pid, int *report_fd);
 
 /// pidfd_open(2): a file descriptor that becomes readable when `pid` exits. -1 with errno on failure
 /// (ENOSYS before Linux 5.3).

@@ -18,6 +18,8 @@ public struct CommandConfiguration: Sendable, Equatable {
     /// `<key>_worker_max_events`: in worker mode, how many events a worker serves before a fresh one replaces it
     /// (nil: no limit) — for scripts that leak.
     public var workerMaxEvents: Int?
+    /// `<key>_user`: the user the command (or its workers) runs as, resolved at load; nil: the agent's user.
+    public var user: CommandUser?
 
     public init(event: Event, path: String, timeout: Double = ModuleConfiguration.defaultTimeout,
                 failurePolicy: FailurePolicy? = nil, rule: Rule? = nil) {
@@ -31,7 +33,7 @@ public struct CommandConfiguration: Sendable, Equatable {
     public static func == (lhs: CommandConfiguration, rhs: CommandConfiguration) -> Bool {
         lhs.event == rhs.event && lhs.path == rhs.path && lhs.timeout == rhs.timeout
             && lhs.failurePolicy == rhs.failurePolicy && lhs.rule?.text == rhs.rule?.text && lhs.mode == rhs.mode
-            && lhs.workers == rhs.workers && lhs.workerMaxEvents == rhs.workerMaxEvents
+            && lhs.workers == rhs.workers && lhs.workerMaxEvents == rhs.workerMaxEvents && lhs.user == rhs.user
     }
 }
 

@@ -35,7 +35,8 @@ struct EventRunner: Sendable {
         self.configuration = configuration
         self.runner = try CommandRunner(
             temporaryDirectory: configuration.temporaryDirectory, moduleName: configuration.moduleName,
-            gracePeriod: configuration.gracePeriod, outputMaxBytes: configuration.outputMaxBytes, logger: logger)
+            gracePeriod: configuration.gracePeriod, outputMaxBytes: configuration.outputMaxBytes, logger: logger,
+            users: configuration.commands.values.compactMap { $0.mode == .exec ? $0.user : nil })
         self.logger = logger
         self.metrics = metrics
         self.slots = FairPool(items: Array(repeating: (), count: configuration.maxInFlight))
@@ -152,7 +153,7 @@ struct EventRunner: Sendable {
         do {
             return .success(try await runner.run(
                 command.path, input: input, deadline: deadline, readsOutput: command.event.output != .none,
-                environment: ["MESOS_COMMAND_MODULES_EVENT=\(command.event.key)"]))
+                environment: ["MESOS_COMMAND_MODULES_EVENT=\(command.event.key)"], user: command.user))
         } catch {
             return .failure(error)
         }

@@ -29,12 +29,15 @@ public struct CommandRunner: Sendable {
     public let gracePeriod: Double
     public let outputMaxBytes: Int
 
-    /// A runner whose private temporary directory is made under `temporaryDirectory`.
+    /// A runner whose private temporary directory is made under `temporaryDirectory`. `users`: the users its
+    /// commands may run as (their files are then in a directory per user).
     public init(temporaryDirectory: String, moduleName: String, gracePeriod: Double, outputMaxBytes: Int,
-                logger: Logger = Logger(label: "mesos-command-modules") { _ in SwiftLogNoOpLogHandler() })
+                logger: Logger = Logger(label: "mesos-command-modules") { _ in SwiftLogNoOpLogHandler() },
+                users: [CommandUser] = [])
         throws(CommandError.Setup)
     {
-        temporaryArea = try TemporaryArea(parent: temporaryDirectory, moduleName: moduleName, logger: logger)
+        temporaryArea = try TemporaryArea(
+            parent: temporaryDirectory, moduleName: moduleName, logger: logger, users: users)
         self.gracePeriod = gracePeriod
         self.outputMaxBytes = outputMaxBytes
     }
@@ -57,9 +60,10 @@ public struct CommandRunner: Sendable {
     }
 
     /// Runs `path` until `deadline` (the event's, which may have started before: time spent waiting for a
-    /// slot counts). `environment` entries (`NAME=value`) are added to the agent's environment.
-    func run(_ path: String, input: [UInt8], deadline: Deadline, readsOutput: Bool, environment: [String])
-        async throws(CommandError) -> CommandRun
+    /// slot counts). `environment` entries (`NAME=value`) are added to the agent's environment. `user`: the user
+    /// it runs as (one the runner was made for), nil for the agent's.
+    func run(_ path: String, input: [UInt8], deadline: Deadline, readsOutput: Bool, environment: [String],
+             user: CommandUser? = nil) async throws(CommandError) -> CommandRun
     {
         let loop: EventLoop
         let spawner: Spawner
@@ -67,7 +71,7 @@ public struct CommandRunner: Sendable {
         do {
             loop = try EventLoop.shared()
             spawner = try Spawner.shared()
-            files = try temporaryArea.makeFiles(input: input)
+            files = try temporaryArea.makeFiles(input: input, user: user)
         } catch let failure as SystemFailure {
             throw CommandError(command: path, code: .setup("cannot start the engine's threads: \(failure)"))
         } catch let failure as CommandError.Setup {
@@ -114,9 +118,10 @@ public struct CommandRunner: Sendable {
         loop.wake(by: deadline.nanoseconds)
         let consoleWriter = pipeFDs[1]
         let argv = [path, files.input, files.output, files.error]
+        let environment = environment + (user?.environment ?? [])
         spawner.submit {
-            Self.start(path, argv: argv, environment: environment, stdin: stdin, console: consoleWriter, child: child,
-                       id: id, deadline: deadline, loop: loop)
+            Self.start(path, argv: argv, environment: environment, user: user, stdin: stdin, console: consoleWriter,
+                       child: child, id: id, deadline: deadline, loop: loop)
         }
         let exit = await withTaskCancellationHandler {
             await completion.value
@@ -149,7 +154,7 @@ public struct CommandRunner: Sendable {
             throw failure(.temporaryDirectoryReplaced(path: files.directory.path, reason: reason))
         }
         guard readsOutput else { return CommandRun(output: [], console: console, duration: duration) }
-        let fd = mcm_open_read_at(files.directory.fd, files.names.output)
+        let fd = files.openForReading(files.names.output)
         guard fd >= 0 else { throw failure(.outputUnreadable(errno: errno)) }
         defer { close(fd) }
         switch FileIO.read(fd: fd, limit: outputMaxBytes) {
@@ -163,11 +168,15 @@ public struct CommandRunner: Sendable {
     }
 
     /// Starts the command, on a spawner thread, hands it to the loop and registers its pidfd.
-    private static func start(_ path: String, argv: [String], environment: [String], stdin: Int32, console: Int32,
-                              child: UncheckedSendable<ExecChild>, id: UInt64, deadline: Deadline, loop: EventLoop) {
+    private static func start(_ path: String, argv: [String], environment: [String], user: CommandUser?,
+                              stdin: Int32, console: Int32, child: UncheckedSendable<ExecChild>, id: UInt64,
+                              deadline: Deadline, loop: EventLoop) {
         var pid: pid_t = 0
         let spawnError = withCStringArray(argv) { argv in
-            withCStringArray(environment) { extra in mcm_spawn(path, argv, extra, stdin, console, console, &pid) }
+            withCStringArray(environment) { extra in
+                guard let user else { return mcm_spawn(path, argv, extra, stdin, console, console, nil, &pid) }
+                return user.withCredentials { mcm_spawn(path, argv, extra, stdin, console, console, $0, &pid) }
+            }
         }
         close(stdin)
         close(console)
@@ -190,7 +199,7 @@ public struct CommandRunner: Sendable {
 
     /// The error file's content as the failure's cause: bounded, trailing white space trimmed, never failing.
     func readCause(_ files: TemporaryArea.Files) -> String {
-        let fd = mcm_open_read_at(files.directory.fd, files.names.error)
+        let fd = files.openForReading(files.names.error)
         guard fd >= 0 else { return "" }
         defer { close(fd) }
         guard let (bytes, size) = FileIO.readPrefix(fd: fd, limit: Self.causeLimit) else { return "" }

@@ -25,6 +25,8 @@ final class WorkerPool: Sendable {
     let maxEvents: Int?
     /// That key, for the log.
     private let maxEventsKey: String?
+    /// `<event>_user`: the user the workers run as (nil: the agent's).
+    let user: CommandUser?
     private let gracePeriod: Double
     private let lineLimit: Int
     private let logger: Logger
@@ -63,8 +65,10 @@ final class WorkerPool: Sendable {
     }
 
     init(path: String, count: Int, gracePeriod: Double, outputMaxBytes: Int,
-         maxEvents: (count: Int, key: String)? = nil, records: WorkerRecords? = nil, logger: Logger) {
+         maxEvents: (count: Int, key: String)? = nil, records: WorkerRecords? = nil, user: CommandUser? = nil,
+         logger: Logger) {
         self.path = path
+        self.user = user
         self.count = count
         self.maxEvents = maxEvents?.count
         self.maxEventsKey = maxEvents?.key
@@ -280,9 +284,16 @@ final class WorkerPool: Sendable {
         let records = self.records
         // The token lets the next start tell this worker's children from processes that reuse their pids.
         let environment = ["MESOS_COMMAND_MODULES_PROTOCOL=\(Self.protocolVersion)"] + (records.map { [$0.tokenEntry] } ?? [])
+            + (user?.environment ?? [])
+        let user = self.user
         let spawnError = withCStringArray([path]) { argv in
             withCStringArray(environment) { extra in
-                mcm_spawn_worker(path, argv, extra, stdin[0], stdout[1], stderr[1], &pid, &report)
+                guard let user else {
+                    return mcm_spawn_worker(path, argv, extra, stdin[0], stdout[1], stderr[1], nil, &pid, &report)
+                }
+                return user.withCredentials {
+                    mcm_spawn_worker(path, argv, extra, stdin[0], stdout[1], stderr[1], $0, &pid, &report)
+                }
             }
         }
         close(stdin[0])
