@@ -16,7 +16,7 @@ public struct CommandUser: Sendable, Equatable, CustomStringConvertible {
     /// The home directory the user database gives (the command's `HOME`).
     public var home: String
 
-    public var description: String { "'\(name)' (uid \(uid), gid \(gid))" }
+    public var description: String { "\(name) (uid \(uid), gid \(gid))" }
 
     /// The most groups a user may have (the kernel's NGROUPS_MAX).
     static let maxGroups = 65536
