@@ -127,7 +127,7 @@ import Testing
         let stdin = open("/dev/null", O_RDONLY | O_CLOEXEC)
         var pid: pid_t = 0
         let spawned = withCStringArray([script]) { argv in
-            withCStringArray([]) { extra in mcm_spawn(script, argv, extra, stdin, console[1], console[1], nil, &pid) }
+            withCStringArray([]) { extra in mcm_spawn(script, argv, extra, stdin, console[1], console[1], &pid) }
         }
         close(stdin)
         close(console[1])

@@ -4,31 +4,54 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "mcm_credentials.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/// Starts `path` with `argv` (NULL-terminated) and the process's environment plus `extra_env` (NAME=value
-/// entries, NULL-terminated, may be NULL; they replace same-named variables) in a process group of its own,
-/// with `stdin_fd`, `stdout_fd` and `stderr_fd` as its fds 0, 1 and 2 and no other fd of the agent, every
-/// signal unblocked and at its default disposition. No shell is involved (posix_spawn, vfork-fast).
-/// `credentials` (NULL: the agent's) makes it run as another user (mcm_apply_credentials, just before exec): it is
-/// then forked, and this returns once it exec'd, as posix_spawn does.
-/// Returns 0 and sets `*pid`, or an errno value (ENOENT, EACCES, ENOEXEC, ...) when the command cannot start.
-int mcm_spawn(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
-              int stderr_fd, const struct mcm_credentials *credentials, pid_t *pid);
+/// Who a command or worker runs as (`<event>_user`): applied in the child just before exec(2), after its cgroup
+/// and fds are set up. Defined where it is implemented; NULL everywhere means "the agent's own user".
+struct mcm_credentials;
 
-/// As mcm_spawn, for a long-lived worker: the child also gets SIGTERM when the thread that started it dies
-/// (PR_SET_PDEATHSIG) — when the agent dies without destroying the module, the kernel tells the worker to end
-/// (besides the end of its stdin); what ignores it is killed at the module's next start. Call it from a thread
-/// that lives as long as the process. Uses fork (posix_spawn cannot set a death signal); the
-/// child makes only async-signal-safe calls before exec. Returns at once: `*report_fd` (non-blocking) reads end
-/// of file once exec(2) succeeded, or its errno (4 bytes) if it failed — an exec stuck in the kernel does not
-/// block the caller. `credentials`: as for mcm_spawn.
-int mcm_spawn_worker(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
-                     int stderr_fd, const struct mcm_credentials *credentials, pid_t *pid, int *report_fd);
+/// How to start a command or a worker (mcm_spawn_command, mcm_spawn_worker).
+typedef struct {
+    const char *path;
+    /// NULL-terminated.
+    char *const *argv;
+    /// NAME=value entries added to the process's environment, replacing same-named ones; NULL-terminated, or NULL.
+    char *const *extra_env;
+    /// Its fds 0, 1 and 2; it gets no other fd of the agent.
+    int stdin_fd;
+    int stdout_fd;
+    int stderr_fd;
+    /// A cgroup v2 directory (O_DIRECTORY fd) the child starts in, or -1: it stays in the caller's cgroup.
+    /// clone3(CLONE_INTO_CGROUP) puts it there as it is created (Linux 5.7); where the kernel has no clone3 or no
+    /// CLONE_INTO_CGROUP, the child writes itself into the cgroup's cgroup.procs before exec — never after.
+    int cgroup_fd;
+    /// NULL: the agent's user. Applied by the child last before exec (see apply_credentials in spawn.c).
+    const struct mcm_credentials *credentials;
+} mcm_spawn_request;
+
+/// Starts an exec command as `request` says, in a process group of its own, every signal unblocked and at its
+/// default disposition. No shell is involved. vfork-fast (clone3 CLONE_VM | CLONE_VFORK): blocks the caller until
+/// the child has called exec(2). Returns 0 and sets `*pid` and `*pidfd` (-1 where the kernel has no pidfds), or
+/// an errno value (ENOENT, EACCES, ENOEXEC, ...) when the command cannot start.
+int mcm_spawn_command(const mcm_spawn_request *request, pid_t *pid, int *pidfd);
+
+/// mcm_spawn_command without a cgroup, credentials or pidfd (kept for tests that start a bare child).
+int mcm_spawn(const char *path, char *const argv[], char *const extra_env[], int stdin_fd, int stdout_fd,
+              int stderr_fd, pid_t *pid);
+
+/// As mcm_spawn_command, for a long-lived worker: the child also gets SIGTERM when the thread that started it
+/// dies (PR_SET_PDEATHSIG) — when the agent dies without destroying the module, the kernel tells the worker to
+/// end (besides the end of its stdin); what ignores it is killed at the module's next start. Call it from a
+/// thread that lives as long as the process. Fork-like (clone3 into the cgroup, or fork): the child makes only
+/// async-signal-safe calls before exec. Returns at once: `*report_fd` (non-blocking) reads end of file once
+/// exec(2) succeeded, or its errno (4 bytes) if it failed — an exec stuck in the kernel does not block the caller.
+int mcm_spawn_worker(const mcm_spawn_request *request, pid_t *pid, int *report_fd);
+
+/// Whether clone3(CLONE_INTO_CGROUP) has served (1), failed over to placing the child before exec (0), or not
+/// been tried yet (-1) in this process.
+int mcm_clone_into_cgroup_status(void);
 
 /// pidfd_open(2): a file descriptor that becomes readable when `pid` exits. -1 with errno on failure
 /// (ENOSYS before Linux 5.3).
@@ -51,6 +74,10 @@ int mcm_peek_exit(pid_t pid, int *exited, int *value);
 /// Reaps `pid` (blocking) and returns its raw wait status in `*status`; 0, or -1 with errno (ECHILD when the
 /// exit status is lost: SIGCHLD ignored in this process, or somebody else reaped it).
 int mcm_reap(pid_t pid, int *status);
+
+/// As mcm_reap, also giving the user + system CPU time (µs) of `pid` and of the children it waited for
+/// (wait4's rusage).
+int mcm_reap_usage(pid_t pid, int *status, uint64_t *cpu_usec);
 
 /// Decoding of a raw wait status (the W* macros are not visible to Swift).
 int mcm_wifexited(int status);
@@ -93,6 +120,19 @@ int mcm_epoll_wait(int epoll_fd, uint64_t *data, int capacity, int timeout_ms);
 
 /// A non-blocking, close-on-exec eventfd.
 int mcm_eventfd(void);
+
+/// Whether `path` is the root or a directory of a cgroup v2 hierarchy (statfs magic CGROUP2_SUPER_MAGIC): 1 or 0;
+/// -1 with errno when it cannot be told.
+int mcm_is_cgroup2(const char *path);
+
+/// A non-blocking, close-on-exec inotify fd; a watch for IN_MODIFY of `path` (its descriptor, or -1 with errno);
+/// removing one.
+int mcm_inotify_create(void);
+int mcm_inotify_watch_modify(int fd, const char *path);
+int mcm_inotify_unwatch(int fd, int wd);
+/// Reads pending inotify events: up to `capacity` watch descriptors into `wds` (repeats possible). Returns how
+/// many, 0 when none are pending, -1 with errno.
+int mcm_inotify_read(int fd, int *wds, int capacity);
 
 /// Names the calling thread (15 characters at most), as `ps -T` and /proc/<pid>/task/*/comm show it.
 void mcm_name_thread(const char *name);

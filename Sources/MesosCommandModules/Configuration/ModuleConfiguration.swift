@@ -20,6 +20,8 @@ public struct CommandConfiguration: Sendable, Equatable {
     public var workerMaxEvents: Int?
     /// `<key>_user`: the user the command (or its workers) runs as, resolved at load; nil: the agent's user.
     public var user: CommandUser?
+    /// `<key>_leftover_processes`: what happens to processes still running when the command exited normally.
+    public var leftoverProcesses = LeftoverPolicy.keep
 
     public init(event: Event, path: String, timeout: Double = ModuleConfiguration.defaultTimeout,
                 failurePolicy: FailurePolicy? = nil, rule: Rule? = nil) {
@@ -34,6 +36,7 @@ public struct CommandConfiguration: Sendable, Equatable {
         lhs.event == rhs.event && lhs.path == rhs.path && lhs.timeout == rhs.timeout
             && lhs.failurePolicy == rhs.failurePolicy && lhs.rule?.text == rhs.rule?.text && lhs.mode == rhs.mode
             && lhs.workers == rhs.workers && lhs.workerMaxEvents == rhs.workerMaxEvents && lhs.user == rhs.user
+            && lhs.leftoverProcesses == rhs.leftoverProcesses
     }
 }
 
@@ -74,6 +77,9 @@ public struct ModuleConfiguration: Sendable {
     public var outputMaxBytes: Int
     /// `max_in_flight`: the most commands of this module running at once; further events wait their turn.
     public var maxInFlight: Int
+    /// `containment`: cgroup per command and worker where possible (`auto`), required (`cgroup`), or process
+    /// groups only (`process_group`).
+    public var containment = ContainmentMode.auto
     /// Problems that do not stop the module from loading (e.g. a key of the other module kind).
     public var warnings: [ConfigurationIssue]
     /// What the module decided from its parameters and an operator may want to read in the log (e.g. the path

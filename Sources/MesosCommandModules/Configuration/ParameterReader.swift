@@ -14,10 +14,11 @@ struct ParameterReader {
     /// Which events set `<event>_worker_max_events` themselves.
     var maxEventsGiven: [Event: Bool] = [:]
 
-    static let commandSuffixes = ["_command", "_timeout", "_failure_policy", "_when", "_mode", "_workers", "_worker_max_events", "_user"]
+    static let commandSuffixes = ["_command", "_timeout", "_failure_policy", "_when", "_mode", "_workers", "_worker_max_events",
+                                  "_leftover_processes", "_user"]
     static let globalKeys = [
         "module_name", "debug", "isolator_watch_frequence", "isolator_watch_frequency", "grace_period", "state_dir",
-        "temp_dir", "output_max_bytes", "max_in_flight",
+        "temp_dir", "output_max_bytes", "max_in_flight", "containment",
     ]
     static let isolatorOnlyKeys: Set<String> = ["isolator_watch_frequence", "isolator_watch_frequency", "state_dir"]
 
@@ -63,6 +64,7 @@ struct ParameterReader {
         checkTrust(configuration)
         configuration.outputMaxBytes = count("output_max_bytes") ?? ModuleConfiguration.defaultOutputMaxBytes
         configuration.maxInFlight = count("max_in_flight") ?? ModuleConfiguration.defaultMaxInFlight
+        configuration.containment = containment()
         for event in Event.allCases where event.kind == kind {
             if let command = command(event) {
                 configuration.commands[event] = command
@@ -228,6 +230,14 @@ struct ParameterReader {
                 error(event.key + "_mode", "'\(text)' is not a mode (exec or worker)")
             }
         }
+        var leftovers = LeftoverPolicy.keep
+        if let text = values[event.key + "_leftover_processes"] {
+            if let given = LeftoverPolicy(rawValue: text) {
+                leftovers = given
+            } else {
+                error(event.key + "_leftover_processes", "'\(text)' is not a leftover policy (keep or kill)")
+            }
+        }
         let workers = workers(event.key + "_workers")
         let maxEvents = count(event.key + "_worker_max_events")
         for (key, given) in [("_workers", workers != nil), ("_worker_max_events", maxEvents != nil)] where given && mode != .worker {
@@ -252,6 +262,7 @@ struct ParameterReader {
         command.workers = workers ?? 1
         command.workerMaxEvents = maxEvents
         command.user = user
+        command.leftoverProcesses = leftovers
         workersGiven[event] = workers != nil
         maxEventsGiven[event] = maxEvents != nil
         return command
@@ -278,6 +289,24 @@ struct ParameterReader {
                       "\(other.workerMaxEvents ?? 0) differs from \(first.event.key)_worker_max_events=\(limit), and both events share the worker '\(first.path)'")
             }
         }
+    }
+
+    /// `containment`: what it resolves to on this host is said in a note (the load line, `validate`); `cgroup`
+    /// where no writable cgroup v2 hierarchy exists is an error.
+    mutating func containment() -> ContainmentMode {
+        var mode = ContainmentMode.auto
+        if let text = values["containment"] {
+            guard let given = ContainmentMode(rawValue: text) else {
+                error("containment", "'\(text)' is not a containment (auto, cgroup or process_group)")
+                return .auto
+            }
+            mode = given
+        }
+        switch ContainmentChoice.resolve(mode) {
+        case .success(let choice): notes.append(ConfigurationIssue(key: "containment", message: choice.message))
+        case .failure(let unavailable): error("containment", "cgroup is not possible on this host: \(unavailable.reason)")
+        }
+        return mode
     }
 
     /// `<event>_when`: parsed, and checked against what the event's input holds.

@@ -33,14 +33,15 @@ struct EventRunner: Sendable {
 
     init(configuration: ModuleConfiguration, logger: Logger, metrics: ModuleMetrics = ModuleMetrics()) throws(CommandError.Setup) {
         self.configuration = configuration
+        let cgroups = try CgroupTree.forModule(configuration, logger: logger)
         self.runner = try CommandRunner(
             temporaryDirectory: configuration.temporaryDirectory, moduleName: configuration.moduleName,
-            gracePeriod: configuration.gracePeriod, outputMaxBytes: configuration.outputMaxBytes, logger: logger,
-            users: configuration.commands.values.compactMap { $0.mode == .exec ? $0.user : nil })
+            gracePeriod: configuration.gracePeriod, outputMaxBytes: configuration.outputMaxBytes, cgroups: cgroups,
+            logger: logger, users: configuration.commands.values.compactMap { $0.mode == .exec ? $0.user : nil })
         self.logger = logger
         self.metrics = metrics
         self.slots = FairPool(items: Array(repeating: (), count: configuration.maxInFlight))
-        self.workers = try WorkerPool.pools(for: configuration, logger: logger)
+        self.workers = try WorkerPool.pools(for: configuration, cgroups: cgroups, logger: logger)
     }
 
     /// Closes the workers' stdin and waits up to the grace period (and a little) for them to be gone: killed
@@ -80,6 +81,8 @@ struct EventRunner: Sendable {
         }
         let start = ContinuousClock.now
         let result: Result<Produced, CommandError>
+        var cpuSeconds = 0.0
+        var leftovers: [Leftover] = []
         if let startedAt, deadline.hasPassed {
             result = .failure(CommandError(
                 command: command.path, code: .timedOutWaiting(timeout: command.timeout, waitingFor: startedAt.spentOn)))
@@ -90,10 +93,15 @@ struct EventRunner: Sendable {
                 result = .failure(error)
             }
         } else {
-            result = await execute(command, input: Array(input.utf8), deadline: deadline)
-                .map { .file($0.output, console: $0.console) }
+            let run = await execute(command, input: Array(input.utf8), deadline: deadline)
+            switch run {
+            case .success(let run): (cpuSeconds, leftovers) = (run.cpuSeconds, run.leftovers)
+            case .failure(let error): (cpuSeconds, leftovers) = (error.cpuSeconds, error.leftovers)
+            }
+            result = run.map { .file($0.output, console: $0.console) }
         }
         let seconds = (ContinuousClock.now - start).seconds
+        if !leftovers.isEmpty { logLeftovers(leftovers, of: command, log) }
 
         switch result {
         case .success(.file(_, let console)): logConsole(console, of: command, log)
@@ -105,7 +113,8 @@ struct EventRunner: Sendable {
             switch produced {
             case .file(let output, _):
                 if configuration.debug {
-                    log.info("Command \"\(command.path)\" succeeded in \(milliseconds(seconds)) with output "
+                    log.info("Command \"\(command.path)\" succeeded in \(milliseconds(seconds)) (CPU "
+                        + "\(milliseconds(cpuSeconds))) with output "
                         + "\(String(decoding: output, as: UTF8.self))")
                 }
                 return interpret(output, for: event, command: command.path)
@@ -119,7 +128,7 @@ struct EventRunner: Sendable {
         }
         switch outcome {
         case .success(let output):
-            metrics.record(event, seconds: seconds, failed: false, timedOut: false)
+            metrics.record(event, seconds: seconds, failed: false, timedOut: false, cpuSeconds: cpuSeconds)
             if case .value(_, let warnings) = output, !warnings.isEmpty {
                 log.warning("Command \"\(command.path)\" output: "
                     + warnings.map(\.description).joined(separator: "; "))
@@ -128,7 +137,7 @@ struct EventRunner: Sendable {
         case .failure(let error):
             let cancelled = error.code == .cancelled
             if !cancelled {
-                metrics.record(event, seconds: seconds, failed: true, timedOut: error.isTimeout)
+                metrics.record(event, seconds: seconds, failed: true, timedOut: error.isTimeout, cpuSeconds: cpuSeconds)
                 log.error(error.description + (error.console.isEmpty ? "" : " Console output: \(error.console)"))
             }
             throw EventError(event, subject: subject, command: error)
@@ -153,7 +162,8 @@ struct EventRunner: Sendable {
         do {
             return .success(try await runner.run(
                 command.path, input: input, deadline: deadline, readsOutput: command.event.output != .none,
-                environment: ["MESOS_COMMAND_MODULES_EVENT=\(command.event.key)"], user: command.user))
+                environment: ["MESOS_COMMAND_MODULES_EVENT=\(command.event.key)"],
+                leftoverPolicy: command.leftoverProcesses, user: command.user))
         } catch {
             return .failure(error)
         }
@@ -170,6 +180,17 @@ struct EventRunner: Sendable {
         case .system(let failure):
             return CommandError(command: command.path, code: .setup("\(failure)"))
         }
+    }
+
+    /// Processes a command left running when it exited (SPEC §3 "Containment"): one WARNING naming each (pid and
+    /// name), with the event and the container in the prefix, and what became of them.
+    func logLeftovers(_ leftovers: [Leftover], of command: CommandConfiguration, _ log: EventLog) {
+        let key = command.event.key + "_leftover_processes"
+        let fate = command.leftoverProcesses == .kill
+            ? "killed them (\(key)=kill)"
+            : "they keep running (\(key)=keep; set it to kill to stop them)"
+        log.warning("Command \"\(command.path)\" exited and left \(leftovers.count) process(es) running: "
+            + leftovers.map(\.description).joined(separator: ", ") + "; " + fate)
     }
 
     /// Each line the command wrote on stdout or stderr, in the agent's log with the event's prefix, as the

@@ -15,6 +15,8 @@ public struct EventMetrics: Sendable, Equatable {
     public var maxSeconds = 0.0
     /// The most recent latency, in seconds.
     public var lastSeconds = 0.0
+    /// User + system CPU seconds of everything the commands ran (SPEC §3 "Containment").
+    public var cpuSeconds = 0.0
 
     public var meanSeconds: Double { calls == 0 ? 0 : totalSeconds / Double(calls) }
 }
@@ -32,7 +34,7 @@ public final class ModuleMetrics: Sendable {
         self.latencyObserver = latencyObserver
     }
 
-    func record(_ event: Event, seconds: Double, failed: Bool, timedOut: Bool) {
+    func record(_ event: Event, seconds: Double, failed: Bool, timedOut: Bool, cpuSeconds: Double = 0) {
         latencyObserver?(event, seconds * 1000)
         events.withLock { events in
             var metrics = events[event] ?? EventMetrics()
@@ -42,6 +44,7 @@ public final class ModuleMetrics: Sendable {
             metrics.totalSeconds += seconds
             metrics.maxSeconds = max(metrics.maxSeconds, seconds)
             metrics.lastSeconds = seconds
+            metrics.cpuSeconds += cpuSeconds
             events[event] = metrics
         }
     }

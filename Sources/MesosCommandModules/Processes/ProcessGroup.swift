@@ -17,6 +17,11 @@ final class ProcessGroup {
     private(set) var killAt: UInt64?
     /// The leader has been reaped (or its status found lost); nothing more to do for this process.
     private(set) var reaped = false
+    /// The cgroup it runs in (containment=cgroup): the SIGKILL goes to everything in it too — a child that left
+    /// the process group (`setsid`) included.
+    var cgroup: Cgroup?
+    /// User + system CPU µs of the leader and the children it waited for, once reaped (its rusage).
+    private(set) var reapedCPUMicroseconds: UInt64 = 0
 
     /// How the leader ended, once reaped: its raw wait status, or the errno of a failed reap (ECHILD: the exit
     /// status is lost, e.g. SIGCHLD is ignored in this process).
@@ -85,9 +90,10 @@ final class ProcessGroup {
         killAt = now &+ MonotonicClock.nanoseconds(delay)
     }
 
-    /// SIGKILL to the group now.
+    /// SIGKILL to the group now, and to its cgroup.
     func killGroup() {
         kill(-pid, SIGKILL)
+        cgroup?.kill()
         killAt = nil
     }
 
@@ -103,7 +109,7 @@ final class ProcessGroup {
         guard leaderExited, killAt == nil, !reaped else { return nil }
         reaped = true
         var status: Int32 = 0
-        return mcm_reap(pid, &status) == 0 ? .status(status) : .lost(errno)
+        return mcm_reap_usage(pid, &status, &reapedCPUMicroseconds) == 0 ? .status(status) : .lost(errno)
     }
 
     deinit {

@@ -47,6 +47,10 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
     public var cause: String
     /// What the command wrote on stdout and stderr (bounded).
     public var console: String
+    /// User + system CPU seconds of what the command ran, as far as known.
+    public var cpuSeconds = 0.0
+    /// Processes still running in its cgroup when it exited (a non-zero exit leaves them too).
+    public var leftovers: [Leftover] = []
 
     public init(command: String, code: Code, cause: String = "", console: String = "") {
         self.command = command

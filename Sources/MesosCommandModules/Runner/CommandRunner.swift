@@ -10,6 +10,10 @@ public struct CommandRun: Sendable {
     public var console: String
     /// Wall time from spawn to exit.
     public var duration: Duration
+    /// User + system CPU seconds of what the command ran (its cgroup's, or its reaped rusage).
+    public var cpuSeconds = 0.0
+    /// Processes still running in its cgroup when it exited (killed or kept, as its leftover policy says).
+    public var leftovers: [Leftover] = []
 }
 
 /// Runs one command the way SPEC §3 says: argv `[command, inputFile, outputFile, errorFile]`, stdin = the input
@@ -28,6 +32,8 @@ public struct CommandRunner: Sendable {
     let temporaryArea: TemporaryArea
     public let gracePeriod: Double
     public let outputMaxBytes: Int
+    /// containment=cgroup: the module's cgroups (nil: process groups only).
+    let cgroups: CgroupTree?
 
     /// A runner whose private temporary directory is made under `temporaryDirectory`. `users`: the users its
     /// commands may run as (their files are then in a directory per user).
@@ -36,10 +42,18 @@ public struct CommandRunner: Sendable {
                 users: [CommandUser] = [])
         throws(CommandError.Setup)
     {
+        try self.init(temporaryDirectory: temporaryDirectory, moduleName: moduleName, gracePeriod: gracePeriod,
+                      outputMaxBytes: outputMaxBytes, cgroups: nil, logger: logger, users: users)
+    }
+
+    /// A runner that starts each command in a cgroup of `cgroups` (nil: process groups only).
+    init(temporaryDirectory: String, moduleName: String, gracePeriod: Double, outputMaxBytes: Int, cgroups: CgroupTree?,
+         logger: Logger, users: [CommandUser] = []) throws(CommandError.Setup) {
         temporaryArea = try TemporaryArea(
             parent: temporaryDirectory, moduleName: moduleName, logger: logger, users: users)
         self.gracePeriod = gracePeriod
         self.outputMaxBytes = outputMaxBytes
+        self.cgroups = cgroups
     }
 
     /// The private directory holding the runs' files.
@@ -63,7 +77,7 @@ public struct CommandRunner: Sendable {
     /// slot counts). `environment` entries (`NAME=value`) are added to the agent's environment. `user`: the user
     /// it runs as (one the runner was made for), nil for the agent's.
     func run(_ path: String, input: [UInt8], deadline: Deadline, readsOutput: Bool, environment: [String],
-             user: CommandUser? = nil) async throws(CommandError) -> CommandRun
+             leftoverPolicy: LeftoverPolicy = .keep, user: CommandUser? = nil) async throws(CommandError) -> CommandRun
     {
         let loop: EventLoop
         let spawner: Spawner
@@ -95,6 +109,18 @@ public struct CommandRunner: Sendable {
             throw CommandError(command: path, code: .setup("cannot duplicate the input file's fd: \(SystemError.describe(code))"))
         }
 
+        var cgroup: Cgroup?
+        if let cgroups {
+            cgroup = cgroups.acquire()
+            if cgroup == nil {
+                let code = errno
+                close(pipeFDs[0])
+                close(pipeFDs[1])
+                close(stdin)
+                throw CommandError(command: path, code: .setup(
+                    "cannot create the command's cgroup in \(cgroups.path): \(SystemError.describe(code))"))
+            }
+        }
         let start = ContinuousClock.now
         let id = loop.makeClientID()
         // The console is watched from the moment the command exists: a command that fills the pipe (64 KiB)
@@ -106,12 +132,14 @@ public struct CommandRunner: Sendable {
             close(pipeFDs[0])
             close(pipeFDs[1])
             close(stdin)
+            if let cgroup, let cgroups { loop.execute { loop in cgroups.release(cgroup, keptOnPurpose: false, loop: loop) } }
             throw CommandError(command: path, code: .cannotWatch(errno: registered))
         }
         let completion = Completion<ChildExit>()
         let child = UncheckedSendable(ExecChild(
             id: id, consoleFD: pipeFDs[0], consoleLimit: Self.consoleLimit, deadline: deadline.nanoseconds,
-            gracePeriod: gracePeriod, completion: completion))
+            gracePeriod: gracePeriod, cgroup: cgroup, cgroups: cgroups, leftoverPolicy: leftoverPolicy,
+            completion: completion))
         // Handed to the loop without waking it: the command's first output or its exit wakes it, or the
         // deadline does.
         loop.execute(wake: false) { loop in loop.add(child.value, id: id) }
@@ -119,9 +147,10 @@ public struct CommandRunner: Sendable {
         let consoleWriter = pipeFDs[1]
         let argv = [path, files.input, files.output, files.error]
         let environment = environment + (user?.environment ?? [])
+        let cgroupFD = cgroup?.fd ?? -1
         spawner.submit {
             Self.start(path, argv: argv, environment: environment, user: user, stdin: stdin, console: consoleWriter,
-                       child: child, id: id, deadline: deadline, loop: loop)
+                       cgroupFD: cgroupFD, child: child, id: id, deadline: deadline, loop: loop)
         }
         let exit = await withTaskCancellationHandler {
             await completion.value
@@ -133,7 +162,14 @@ public struct CommandRunner: Sendable {
         var console = String(decoding: exit.console, as: UTF8.self)
         if exit.consoleDropped > 0 { console += "… (\(exit.consoleDropped) more bytes dropped)" }
         func failure(_ code: CommandError.Code, cause: String = "") -> CommandError {
-            CommandError(command: path, code: code, cause: cause, console: console)
+            var error = CommandError(command: path, code: code, cause: cause, console: console)
+            error.cpuSeconds = exit.cpuSeconds
+            error.leftovers = exit.leftovers
+            return error
+        }
+        func success(_ output: [UInt8]) -> CommandRun {
+            CommandRun(output: output, console: console, duration: duration, cpuSeconds: exit.cpuSeconds,
+                       leftovers: exit.leftovers)
         }
 
         let status: Int32
@@ -153,13 +189,13 @@ public struct CommandRunner: Sendable {
         if let reason = temporaryArea.replacement(files) {
             throw failure(.temporaryDirectoryReplaced(path: files.directory.path, reason: reason))
         }
-        guard readsOutput else { return CommandRun(output: [], console: console, duration: duration) }
+        guard readsOutput else { return success([]) }
         let fd = files.openForReading(files.names.output)
         guard fd >= 0 else { throw failure(.outputUnreadable(errno: errno)) }
         defer { close(fd) }
         switch FileIO.read(fd: fd, limit: outputMaxBytes) {
         case .bytes(let output):
-            return CommandRun(output: output, console: console, duration: duration)
+            return success(output)
         case .tooLarge(let size):
             throw failure(.outputTooLarge(size: size, limit: outputMaxBytes))
         case .failed(let code):
@@ -169,13 +205,21 @@ public struct CommandRunner: Sendable {
 
     /// Starts the command, on a spawner thread, hands it to the loop and registers its pidfd.
     private static func start(_ path: String, argv: [String], environment: [String], user: CommandUser?,
-                              stdin: Int32, console: Int32, child: UncheckedSendable<ExecChild>, id: UInt64,
-                              deadline: Deadline, loop: EventLoop) {
+                              stdin: Int32, console: Int32, cgroupFD: Int32, child: UncheckedSendable<ExecChild>,
+                              id: UInt64, deadline: Deadline, loop: EventLoop) {
         var pid: pid_t = 0
+        var pidFD: Int32 = -1
         let spawnError = withCStringArray(argv) { argv in
             withCStringArray(environment) { extra in
-                guard let user else { return mcm_spawn(path, argv, extra, stdin, console, console, nil, &pid) }
-                return user.withCredentials { mcm_spawn(path, argv, extra, stdin, console, console, $0, &pid) }
+                path.withCString { path in
+                    func spawn(_ credentials: UnsafePointer<mcm_credentials>?) -> Int32 {
+                        var request = mcm_spawn_request(
+                            path: path, argv: argv, extra_env: extra, stdin_fd: stdin, stdout_fd: console,
+                            stderr_fd: console, cgroup_fd: cgroupFD, credentials: credentials)
+                        return mcm_spawn_command(&request, &pid, &pidFD)
+                    }
+                    return user.map { $0.withCredentials(spawn) } ?? spawn(nil)
+                }
             }
         }
         close(stdin)
@@ -184,7 +228,6 @@ public struct CommandRunner: Sendable {
             loop.execute { loop in child.value.failedToStart(errno: spawnError, on: loop) }
             return
         }
-        let pidFD = mcm_pidfd_open(pid)
         let group = UncheckedSendable(ProcessGroup(pid: pid, pidFD: pidFD))
         // Handed over before its pidfd is registered, so that the exit it reports finds the child; without a
         // pidfd the loop must be woken to poll for the exit.

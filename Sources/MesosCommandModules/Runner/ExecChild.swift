@@ -21,6 +21,12 @@ struct ChildExit: Sendable {
     var console: [UInt8]
     /// Bytes the command wrote past the capture limit, dropped.
     var consoleDropped: Int
+    /// Processes still running in the command's cgroup when it exited normally (killed or kept, as
+    /// `leftoverPolicy` said).
+    var leftovers: [Leftover] = []
+    /// User + system CPU seconds of what the command ran (its cgroup's; without one, the reaped leader's
+    /// rusage), as far as known when it was answered.
+    var cpuSeconds = 0.0
 }
 
 /// One command run, watched by the event loop: its start (on a spawner thread), its exit (pidfd), its console
@@ -30,6 +36,11 @@ struct ChildExit: Sendable {
 /// grace period even if the killed process has not died yet (stuck in the kernel), or at the deadline if it
 /// has not even started (its exec stuck on a hung mount) — and the child stays in the loop until its leader can
 /// be reaped, so that no zombie is left behind.
+///
+/// With a cgroup (containment=cgroup), whatever the command started is in it: the SIGKILL of a stop reaches a
+/// child that left the process group; at a normal exit, what still runs there is a leftover, named in the
+/// answer and killed or kept as `leftoverPolicy` says. The console pipe is closed once the command is reaped,
+/// whoever still holds its other end (a kept helper then gets EPIPE, or SIGPIPE, at its next write).
 final class ExecChild: LoopClient {
     static let consoleTag: UInt8 = 1
     static let exitTag: UInt8 = 2
@@ -51,10 +62,18 @@ final class ExecChild: LoopClient {
     /// After the SIGKILL: when the event is answered even if the leader has not died.
     private var answerBy: UInt64?
     private var completion: Completion<ChildExit>?
+    private let cgroup: Cgroup?
+    private let cgroups: CgroupTree?
+    private let leftoverPolicy: LeftoverPolicy
+    private var leftovers: [Leftover] = []
 
     init(id: UInt64, consoleFD: Int32, consoleLimit: Int, deadline: UInt64, gracePeriod: Double,
+         cgroup: Cgroup? = nil, cgroups: CgroupTree? = nil, leftoverPolicy: LeftoverPolicy = .keep,
          completion: Completion<ChildExit>) {
         self.id = id
+        self.cgroup = cgroup
+        self.cgroups = cgroups
+        self.leftoverPolicy = leftoverPolicy
         self.consoleFD = consoleFD
         self.consoleLimit = consoleLimit
         self.deadline = deadline
@@ -65,6 +84,7 @@ final class ExecChild: LoopClient {
     /// The command started (on a spawner thread, which registers its pidfd). One the event no longer waits for
     /// (its deadline passed, it was cancelled) is killed at once.
     func started(_ group: ProcessGroup, on loop: EventLoop) {
+        group.cgroup = cgroup
         self.group = group
         if stop != nil || completion == nil { group.killGroup() }
     }
@@ -74,6 +94,7 @@ final class ExecChild: LoopClient {
         answer(.cannotStart(errno: code))
         closeConsole(loop)
         reaped = true
+        releaseCgroup(loop)
         finishIfReaped(loop)
     }
 
@@ -133,6 +154,11 @@ final class ExecChild: LoopClient {
     /// killed at the timeout).
     private func leaderExited(_ loop: EventLoop) {
         readConsole(loop)
+        if stop == nil, let cgroup, completion != nil {
+            // It exited on its own: what still runs in its cgroup is a leftover, named now (before a kill).
+            leftovers = cgroup.processes().map { Leftover(pid: $0, name: ProcessIdentity.name(of: $0)) }
+            if !leftovers.isEmpty && leftoverPolicy == .kill { cgroup.kill() }
+        }
         if let stop {
             // Stopped, within the grace period: answer now; the zombie (and so the group id) stays until the
             // group gets its SIGKILL.
@@ -151,6 +177,9 @@ final class ExecChild: LoopClient {
             case .status(let status): answer(stop ?? .exited(status: status))
             case .lost(let code): answer(stop ?? .statusLost(errno: code))
             }
+            // The event is over: its pipe goes too, even if a leftover still holds the other end.
+            closeConsole(loop)
+            releaseCgroup(loop)
         }
         // Gone from the loop once reaped and its console closed (background children still writing keep it).
         if reaped && consoleFD < 0 { loop.remove(id) }
@@ -184,6 +213,21 @@ final class ExecChild: LoopClient {
     private func answer(_ ending: ChildExit.Ending) {
         guard let completion else { return }
         self.completion = nil
-        completion.complete(ChildExit(ending: ending, console: console, consoleDropped: consoleDropped))
+        var cpu = 0.0
+        if let cgroup {
+            cpu = cgroup.takeCPUSeconds()
+        } else if let group, group.reaped {
+            cpu = Double(group.reapedCPUMicroseconds) / 1e6
+        }
+        completion.complete(ChildExit(
+            ending: ending, console: console, consoleDropped: consoleDropped, leftovers: leftovers, cpuSeconds: cpu))
+    }
+
+    /// The cgroup back to the module's (reused if empty, else removed once empty). Once only.
+    private var cgroupReleased = false
+    private func releaseCgroup(_ loop: EventLoop) {
+        guard let cgroup, let cgroups, !cgroupReleased else { return }
+        cgroupReleased = true
+        cgroups.release(cgroup, keptOnPurpose: !leftovers.isEmpty && leftoverPolicy == .keep, loop: loop)
     }
 }

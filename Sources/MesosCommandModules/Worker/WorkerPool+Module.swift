@@ -4,7 +4,8 @@ extension WorkerPool {
     /// The pools of a module's commands in worker mode, by path, at the module's start — after killing what the
     /// workers of a previous agent left (``WorkerRecords/reclaim(in:moduleName:logger:)``); those pools record
     /// their workers in a fresh records directory of this instance.
-    static func pools(for configuration: ModuleConfiguration, logger: Logger) throws(CommandError.Setup)
+    static func pools(for configuration: ModuleConfiguration, cgroups: CgroupTree? = nil, logger: Logger)
+        throws(CommandError.Setup)
         -> [String: WorkerPool]
     {
         let parent = configuration.temporaryDirectory
@@ -27,7 +28,7 @@ extension WorkerPool {
                 path: path, count: commands.map(\.workers).max() ?? 1, gracePeriod: configuration.gracePeriod,
                 outputMaxBytes: configuration.outputMaxBytes,
                 maxEvents: limited.flatMap { command in command.workerMaxEvents.map { ($0, command.event.key + "_worker_max_events") } },
-                records: records, user: commands.first?.user, logger: logger)
+                records: records, cgroups: cgroups, user: commands.first?.user, logger: logger)
         }
         return pools
     }

@@ -32,6 +32,8 @@ final class WorkerPool: Sendable {
     private let logger: Logger
     private let file: CommandFileWatch
     private let records: WorkerRecords?
+    /// containment=cgroup: each worker runs in a cgroup of its own, killed with it.
+    private let cgroups: CgroupTree?
     private let slots: FairPool<Int>
     private let processes: Mutex<[Handle?]>
     private let health = Mutex(Health())
@@ -65,8 +67,9 @@ final class WorkerPool: Sendable {
     }
 
     init(path: String, count: Int, gracePeriod: Double, outputMaxBytes: Int,
-         maxEvents: (count: Int, key: String)? = nil, records: WorkerRecords? = nil, user: CommandUser? = nil,
-         logger: Logger) {
+         maxEvents: (count: Int, key: String)? = nil, records: WorkerRecords? = nil, cgroups: CgroupTree? = nil,
+         user: CommandUser? = nil, logger: Logger) {
+        self.cgroups = cgroups
         self.path = path
         self.user = user
         self.count = count
@@ -282,17 +285,28 @@ final class WorkerPool: Sendable {
         var pid: pid_t = 0
         var report: Int32 = -1
         let records = self.records
+        let cgroups = self.cgroups
+        let cgroup = cgroups?.makeWorkerCgroup()
+        if let cgroups, cgroup == nil {
+            let code = errno
+            for fd in stdin + stdout + stderr { close(fd) }
+            return .failure(failure(.setup(
+                "cannot create the worker's cgroup in \(cgroups.path): \(SystemError.describe(code))")))
+        }
         // The token lets the next start tell this worker's children from processes that reuse their pids.
         let environment = ["MESOS_COMMAND_MODULES_PROTOCOL=\(Self.protocolVersion)"] + (records.map { [$0.tokenEntry] } ?? [])
             + (user?.environment ?? [])
         let user = self.user
         let spawnError = withCStringArray([path]) { argv in
             withCStringArray(environment) { extra in
-                guard let user else {
-                    return mcm_spawn_worker(path, argv, extra, stdin[0], stdout[1], stderr[1], nil, &pid, &report)
-                }
-                return user.withCredentials {
-                    mcm_spawn_worker(path, argv, extra, stdin[0], stdout[1], stderr[1], $0, &pid, &report)
+                path.withCString { path in
+                    func spawn(_ credentials: UnsafePointer<mcm_credentials>?) -> Int32 {
+                        var request = mcm_spawn_request(
+                            path: path, argv: argv, extra_env: extra, stdin_fd: stdin[0], stdout_fd: stdout[1],
+                            stderr_fd: stderr[1], cgroup_fd: cgroup?.fd ?? -1, credentials: credentials)
+                        return mcm_spawn_worker(&request, &pid, &report)
+                    }
+                    return user.map { $0.withCredentials(spawn) } ?? spawn(nil)
                 }
             }
         }
@@ -301,6 +315,7 @@ final class WorkerPool: Sendable {
         close(stderr[1])
         guard spawnError == 0 else {
             for fd in [stdin[1], stdout[0], stderr[0]] { close(fd) }
+            if let cgroup, let cgroups { cgroups.retireWorkerCgroup(cgroup, loop: loop) }
             return .failure(failure(.cannotStart(errno: spawnError)))
         }
         records?.record(pid)
@@ -310,13 +325,14 @@ final class WorkerPool: Sendable {
         let logger = self.logger
         let process = WorkerProcess(
             id: id, pid: pid, report: report, input: WorkerInput(stdin: stdin[1]), stdout: stdout[0],
-            stderr: stderr[0], lineLimit: lineLimit,
+            stderr: stderr[0], cgroup: cgroup, lineLimit: lineLimit,
             gracePeriod: gracePeriod, name: name,
             log: { warning, message in
                 if warning { logger.warning("\(message)") } else { logger.info("\(message)") }
             },
             gone: { [weak self] failure in self?.gone(slot, id: id, failure) },
             reaped: { [weak self] in
+                if let cgroup, let cgroups { cgroups.retireWorkerCgroup(cgroup, loop: loop) }
                 records?.forget(leader)
                 self?.alive.subtract(1, ordering: .relaxed)
             })

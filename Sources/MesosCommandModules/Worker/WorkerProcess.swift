@@ -76,11 +76,13 @@ final class WorkerProcess: LoopClient {
     private var shuttingDown = false
     private var writing = false
 
-    init(id: UInt64, pid: pid_t, report: Int32, input: WorkerInput, stdout: Int32, stderr: Int32, lineLimit: Int,
+    init(id: UInt64, pid: pid_t, report: Int32, input: WorkerInput, stdout: Int32, stderr: Int32,
+         cgroup: Cgroup? = nil, lineLimit: Int,
          gracePeriod: Double, name: String, log: @escaping @Sendable (Bool, String) -> Void,
          gone: @escaping @Sendable (WorkerFailure?) -> Void, reaped: @escaping @Sendable () -> Void) {
         self.id = id
         self.group = ProcessGroup(pid: pid)
+        group.cgroup = cgroup
         self.reportFD = report
         self.input = input
         self.stdoutFD = stdout
