@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "mcm_spawn.h"
+#include "mcm_credentials.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -59,12 +60,14 @@ struct child_setup {
     volatile int failure;
 };
 
-/* Placeholder of the `<event>_user` work: credentials are applied here, in the child, just before exec(2) —
-   after the cgroup, the fds and the signals are set up. Until it is implemented, asking for credentials fails
-   the start (ENOSYS), never runs the command as the agent's user. Async-signal-safe calls only. */
+/* `<event>_user`: the child becomes the user (credentials.c), just before exec(2) — after the cgroup, the fds and
+   the signals are set up, which may need root. Raw system calls only, which change this task's credentials and
+   nothing of the parent's, whose memory a CLONE_VM child shares. -1 with errno if it cannot: the start fails,
+   never runs the command as the agent's user. */
 static int apply_credentials(const struct mcm_credentials *credentials) {
-    (void)credentials;
-    errno = ENOSYS;
+    int code = mcm_apply_credentials(credentials);
+    if (code == 0) return 0;
+    errno = code;
     return -1;
 }
 

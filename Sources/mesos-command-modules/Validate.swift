@@ -134,7 +134,8 @@ struct Validate: ParsableCommand {
                 if problems.isEmpty {
                     print("ok    \(label): \(commands.count) command(s)")
                     for command in commands {
-                        print("        \(command.event.key) → \(command.path) (timeout \(command.timeout)s, on failure: \(command.failurePolicy.rawValue))")
+                        print("        \(command.event.key) → \(command.path) (timeout \(command.timeout)s, on failure: "
+                            + "\(command.failurePolicy.rawValue)\(command.user.map { ", as \($0)" } ?? ""))")
                         if let breaker = command.breaker {
                             print("          circuit breaker: after \(breaker.failures) consecutive failure(s), answered "
                                 + "at once (on failure: \(command.failurePolicy.rawValue)) for "

@@ -20,6 +20,8 @@ public struct CommandConfiguration: Sendable, Equatable {
     public var workerMaxEvents: Int?
     /// `<key>_breaker_failures` / `<key>_breaker_seconds`: the event's circuit breaker (nil: none, the default).
     public var breaker: BreakerSettings?
+    /// `<key>_user`: the user the command (or its workers) runs as, resolved at load; nil: the agent's user.
+    public var user: CommandUser?
     /// `<key>_leftover_processes`: what happens to processes still running when the command exited normally.
     public var leftoverProcesses = LeftoverPolicy.keep
 
@@ -36,6 +38,7 @@ public struct CommandConfiguration: Sendable, Equatable {
         lhs.event == rhs.event && lhs.path == rhs.path && lhs.timeout == rhs.timeout
             && lhs.failurePolicy == rhs.failurePolicy && lhs.rule?.text == rhs.rule?.text && lhs.mode == rhs.mode
             && lhs.workers == rhs.workers && lhs.workerMaxEvents == rhs.workerMaxEvents && lhs.breaker == rhs.breaker
+            && lhs.user == rhs.user
             && lhs.leftoverProcesses == rhs.leftoverProcesses
     }
 }

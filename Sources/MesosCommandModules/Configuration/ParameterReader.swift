@@ -15,7 +15,7 @@ struct ParameterReader {
     var maxEventsGiven: [Event: Bool] = [:]
 
     static let commandSuffixes = ["_command", "_timeout", "_failure_policy", "_when", "_mode", "_workers", "_worker_max_events",
-                                  "_breaker_failures", "_breaker_seconds", "_leftover_processes"]
+                                  "_breaker_failures", "_breaker_seconds", "_leftover_processes", "_user"]
     static let globalKeys = [
         "module_name", "debug", "isolator_watch_frequence", "isolator_watch_frequency", "grace_period", "state_dir",
         "temp_dir", "output_max_bytes", "max_in_flight", "containment",
@@ -76,6 +76,7 @@ struct ParameterReader {
             }
         }
         checkSharedWorkers(configuration.commands.values)
+        checkUsers(configuration)
         configuration.warnings = warnings
         configuration.notes = notes
         return configuration
@@ -199,10 +200,14 @@ struct ParameterReader {
             warnings.append(ConfigurationIssue(
                 key: event.key + key, message: "applies to \(event.key)_mode=worker only; ignored in exec mode"))
         }
+        let user = user(event)
         // An empty command is "not handled", as in the seed.
         guard let given = values[commandKey], !given.isEmpty else {
             if rule != nil {
                 warnings.append(ConfigurationIssue(key: event.key + "_when", message: "\(commandKey) is not set: the rule has nothing to decide"))
+            }
+            if user != nil {
+                warnings.append(ConfigurationIssue(key: event.key + "_user", message: "\(commandKey) is not set: no command runs as this user"))
             }
             return nil
         }
@@ -213,6 +218,7 @@ struct ParameterReader {
         command.workers = workers ?? 1
         command.workerMaxEvents = maxEvents
         command.breaker = breaker
+        command.user = user
         command.leftoverProcesses = leftovers
         workersGiven[event] = workers != nil
         maxEventsGiven[event] = maxEvents != nil

@@ -39,7 +39,7 @@ struct EventRunner: Sendable {
         self.runner = try CommandRunner(
             temporaryDirectory: configuration.temporaryDirectory, moduleName: configuration.moduleName,
             gracePeriod: configuration.gracePeriod, outputMaxBytes: configuration.outputMaxBytes, cgroups: cgroups,
-            logger: logger)
+            logger: logger, users: configuration.commands.values.compactMap { $0.mode == .exec ? $0.user : nil })
         self.logger = logger
         self.metrics = metrics
         self.slots = FairPool(items: Array(repeating: (), count: configuration.maxInFlight))
@@ -173,7 +173,7 @@ struct EventRunner: Sendable {
             return .success(try await runner.run(
                 command.path, input: input, deadline: deadline, readsOutput: command.event.output != .none,
                 environment: ["MESOS_COMMAND_MODULES_EVENT=\(command.event.key)"],
-                leftoverPolicy: command.leftoverProcesses))
+                leftoverPolicy: command.leftoverProcesses, user: command.user))
         } catch {
             return .failure(error)
         }

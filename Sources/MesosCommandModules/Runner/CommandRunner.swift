@@ -35,19 +35,22 @@ public struct CommandRunner: Sendable {
     /// containment=cgroup: the module's cgroups (nil: process groups only).
     let cgroups: CgroupTree?
 
-    /// A runner whose private temporary directory is made under `temporaryDirectory`.
+    /// A runner whose private temporary directory is made under `temporaryDirectory`. `users`: the users its
+    /// commands may run as (their files are then in a directory per user).
     public init(temporaryDirectory: String, moduleName: String, gracePeriod: Double, outputMaxBytes: Int,
-                logger: Logger = Logger(label: "mesos-command-modules") { _ in SwiftLogNoOpLogHandler() })
+                logger: Logger = Logger(label: "mesos-command-modules") { _ in SwiftLogNoOpLogHandler() },
+                users: [CommandUser] = [])
         throws(CommandError.Setup)
     {
         try self.init(temporaryDirectory: temporaryDirectory, moduleName: moduleName, gracePeriod: gracePeriod,
-                      outputMaxBytes: outputMaxBytes, cgroups: nil, logger: logger)
+                      outputMaxBytes: outputMaxBytes, cgroups: nil, logger: logger, users: users)
     }
 
     /// A runner that starts each command in a cgroup of `cgroups` (nil: process groups only).
     init(temporaryDirectory: String, moduleName: String, gracePeriod: Double, outputMaxBytes: Int, cgroups: CgroupTree?,
-         logger: Logger) throws(CommandError.Setup) {
-        temporaryArea = try TemporaryArea(parent: temporaryDirectory, moduleName: moduleName, logger: logger)
+         logger: Logger, users: [CommandUser] = []) throws(CommandError.Setup) {
+        temporaryArea = try TemporaryArea(
+            parent: temporaryDirectory, moduleName: moduleName, logger: logger, users: users)
         self.gracePeriod = gracePeriod
         self.outputMaxBytes = outputMaxBytes
         self.cgroups = cgroups
@@ -71,9 +74,10 @@ public struct CommandRunner: Sendable {
     }
 
     /// Runs `path` until `deadline` (the event's, which may have started before: time spent waiting for a
-    /// slot counts). `environment` entries (`NAME=value`) are added to the agent's environment.
+    /// slot counts). `environment` entries (`NAME=value`) are added to the agent's environment. `user`: the user
+    /// it runs as (one the runner was made for), nil for the agent's.
     func run(_ path: String, input: [UInt8], deadline: Deadline, readsOutput: Bool, environment: [String],
-             leftoverPolicy: LeftoverPolicy = .keep) async throws(CommandError) -> CommandRun
+             leftoverPolicy: LeftoverPolicy = .keep, user: CommandUser? = nil) async throws(CommandError) -> CommandRun
     {
         let loop: EventLoop
         let spawner: Spawner
@@ -81,7 +85,7 @@ public struct CommandRunner: Sendable {
         do {
             loop = try EventLoop.shared()
             spawner = try Spawner.shared()
-            files = try temporaryArea.makeFiles(input: input)
+            files = try temporaryArea.makeFiles(input: input, user: user)
         } catch let failure as SystemFailure {
             throw CommandError(command: path, code: .setup("cannot start the engine's threads: \(failure)"))
         } catch let failure as CommandError.Setup {
@@ -142,9 +146,10 @@ public struct CommandRunner: Sendable {
         loop.wake(by: deadline.nanoseconds)
         let consoleWriter = pipeFDs[1]
         let argv = [path, files.input, files.output, files.error]
+        let environment = environment + (user?.environment ?? [])
         let cgroupFD = cgroup?.fd ?? -1
         spawner.submit {
-            Self.start(path, argv: argv, environment: environment, stdin: stdin, console: consoleWriter,
+            Self.start(path, argv: argv, environment: environment, user: user, stdin: stdin, console: consoleWriter,
                        cgroupFD: cgroupFD, child: child, id: id, deadline: deadline, loop: loop)
         }
         let exit = await withTaskCancellationHandler {
@@ -185,7 +190,7 @@ public struct CommandRunner: Sendable {
             throw failure(.temporaryDirectoryReplaced(path: files.directory.path, reason: reason))
         }
         guard readsOutput else { return success([]) }
-        let fd = mcm_open_read_at(files.directory.fd, files.names.output)
+        let fd = files.openForReading(files.names.output)
         guard fd >= 0 else { throw failure(.outputUnreadable(errno: errno)) }
         defer { close(fd) }
         switch FileIO.read(fd: fd, limit: outputMaxBytes) {
@@ -199,18 +204,21 @@ public struct CommandRunner: Sendable {
     }
 
     /// Starts the command, on a spawner thread, hands it to the loop and registers its pidfd.
-    private static func start(_ path: String, argv: [String], environment: [String], stdin: Int32, console: Int32,
-                              cgroupFD: Int32, child: UncheckedSendable<ExecChild>, id: UInt64, deadline: Deadline,
-                              loop: EventLoop) {
+    private static func start(_ path: String, argv: [String], environment: [String], user: CommandUser?,
+                              stdin: Int32, console: Int32, cgroupFD: Int32, child: UncheckedSendable<ExecChild>,
+                              id: UInt64, deadline: Deadline, loop: EventLoop) {
         var pid: pid_t = 0
         var pidFD: Int32 = -1
         let spawnError = withCStringArray(argv) { argv in
             withCStringArray(environment) { extra in
                 path.withCString { path in
-                    var request = mcm_spawn_request(
-                        path: path, argv: argv, extra_env: extra, stdin_fd: stdin, stdout_fd: console,
-                        stderr_fd: console, cgroup_fd: cgroupFD, credentials: nil)
-                    return mcm_spawn_command(&request, &pid, &pidFD)
+                    func spawn(_ credentials: UnsafePointer<mcm_credentials>?) -> Int32 {
+                        var request = mcm_spawn_request(
+                            path: path, argv: argv, extra_env: extra, stdin_fd: stdin, stdout_fd: console,
+                            stderr_fd: console, cgroup_fd: cgroupFD, credentials: credentials)
+                        return mcm_spawn_command(&request, &pid, &pidFD)
+                    }
+                    return user.map { $0.withCredentials(spawn) } ?? spawn(nil)
                 }
             }
         }
@@ -234,7 +242,7 @@ public struct CommandRunner: Sendable {
 
     /// The error file's content as the failure's cause: bounded, trailing white space trimmed, never failing.
     func readCause(_ files: TemporaryArea.Files) -> String {
-        let fd = mcm_open_read_at(files.directory.fd, files.names.error)
+        let fd = files.openForReading(files.names.error)
         guard fd >= 0 else { return "" }
         defer { close(fd) }
         guard let (bytes, size) = FileIO.readPrefix(fd: fd, limit: Self.causeLimit) else { return "" }

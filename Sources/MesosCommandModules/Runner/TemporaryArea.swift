@@ -14,6 +14,11 @@ import Synchronization
 /// that same inode, owned by us, mode 0700. If it vanished (a tmp cleaner, an operator's `rm`) or changed, a
 /// fresh directory with a new random name is made and the change is logged — never a path that someone else
 /// could have re-created.
+///
+/// When a command runs as another user (`<event>_user`), the directory is 0711 — others may pass through it, not
+/// list it — and holds a private directory per user (0700, owned by the user, a random name) with that user's
+/// events' files (owned by the user), and one for the agent's user's events (root's, 0700): a command reaches its
+/// own files by their paths, and nothing of another event's, nor of the module's.
 final class TemporaryArea: Sendable {
     /// One directory the module made: its path, an open fd on it, and its identity.
     final class Directory: Sendable {
@@ -21,12 +26,18 @@ final class TemporaryArea: Sendable {
         let fd: Int32
         let device: UInt64
         let inode: UInt64
+        /// Who must own it: the agent's user, or the user whose events' files it holds.
+        let owner: uid_t
+        /// What its mode must be: 0700, or 0711 for the module's directory that holds users' directories.
+        let mode: mode_t
 
-        init(path: String, fd: Int32, device: UInt64, inode: UInt64) {
+        init(path: String, fd: Int32, device: UInt64, inode: UInt64, owner: uid_t = geteuid(), mode: mode_t = 0o700) {
             self.path = path
             self.fd = fd
             self.device = device
             self.inode = inode
+            self.owner = owner
+            self.mode = mode
         }
 
         deinit { close(fd) }
@@ -39,7 +50,7 @@ final class TemporaryArea: Sendable {
             case changed(String)
         }
 
-        /// Whether `path` still names this directory, owned by us, mode 0700.
+        /// Whether `path` still names this directory, with its owner and mode.
         func trust() -> Trust {
             var byPath = stat()
             guard lstat(path, &byPath) == 0 else { return .gone("it is gone (\(SystemError.describe(errno)))") }
@@ -49,8 +60,8 @@ final class TemporaryArea: Sendable {
             }
             var byFD = stat()
             guard fstat(fd, &byFD) == 0 else { return .changed("it cannot be checked (\(SystemError.describe(errno)))") }
-            if byFD.st_uid != geteuid() { return .changed("its owner is now uid \(byFD.st_uid)") }
-            if byFD.st_mode & 0o7777 != 0o700 { return .changed("its mode is now \(String(byFD.st_mode & 0o7777, radix: 8))") }
+            if byFD.st_uid != owner { return .changed("its owner is now uid \(byFD.st_uid)") }
+            if byFD.st_mode & 0o7777 != mode { return .changed("its mode is now \(String(byFD.st_mode & 0o7777, radix: 8))") }
             return .trusted
         }
 
@@ -86,6 +97,19 @@ final class TemporaryArea: Sendable {
         var input: String { directory.path + "/" + names.input }
         var output: String { directory.path + "/" + names.output }
         var error: String { directory.path + "/" + names.error }
+
+        /// Opens the run's file `name` to read what the command wrote, or -1 with errno. A file of a directory
+        /// another user owns must still be a regular file of theirs (EPERM if not): never a link they made to a
+        /// file of root's, which the module would then read for them.
+        func openForReading(_ name: String) -> Int32 {
+            let fd = mcm_open_read_at(directory.fd, name)
+            guard fd >= 0, directory.owner != geteuid() else { return fd }
+            var info = stat()
+            if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == directory.owner { return fd }
+            close(fd)
+            errno = EPERM
+            return -1
+        }
     }
 
     /// Where the module's directories are made (`temp_dir`).
@@ -96,14 +120,21 @@ final class TemporaryArea: Sendable {
     private let logger: Logger
     private let current: Mutex<Directory>
     private let nextFile = Atomic<UInt64>(0)
+    /// Whether commands run as other users: then every event's files are in a directory per user.
+    let openToUsers: Bool
+    /// Per uid: its directory, and the module's directory it is in.
+    private let userDirectories = Mutex<[uid_t: (in: Directory, directory: Directory)]>([:])
 
-    init(parent: String, moduleName: String, logger: Logger) throws(CommandError.Setup) {
+    /// `users`: the users commands run as (`<event>_user`), besides the agent's.
+    init(parent: String, moduleName: String, logger: Logger, users: [CommandUser] = []) throws(CommandError.Setup) {
         self.parent = parent
         self.prefix = "mesos-command-modules.\(Self.safeName(moduleName))."
         self.logger = logger
-        try Self.prepareParent(parent)
+        self.openToUsers = users.contains { $0.uid != geteuid() }
+        try Self.prepareParent(parent, openToUsers: openToUsers)
         Self.removeAbandonedDirectories(in: parent, prefix: prefix)
-        current = Mutex(try Self.makeDirectory(in: parent, prefix: prefix, maker: ProcessIdentity.Maker.current))
+        current = Mutex(try Self.makeDirectory(in: parent, prefix: prefix, mode: openToUsers ? 0o711 : 0o700,
+                                               maker: ProcessIdentity.Maker.current))
     }
 
     deinit {
@@ -119,16 +150,18 @@ final class TemporaryArea: Sendable {
     var directory: String { current.withLock { $0.path } }
 
     /// Creates the input file holding `input` and the empty output and error files, in a directory that is
-    /// still provably ours.
-    func makeFiles(input: [UInt8]) throws(CommandError.Setup) -> Files {
-        let directory = try trustedDirectory()
+    /// still provably ours — or `user`'s, then owned by them.
+    func makeFiles(input: [UInt8], user: CommandUser? = nil) throws(CommandError.Setup) -> Files {
+        let directory = try trustedDirectory(for: user)
         let serial = nextFile.wrappingAdd(1, ordering: .relaxed).oldValue
         let names = (input: "\(serial).in", output: "\(serial).out", error: "\(serial).err")
+        let owner = user.flatMap { directory.owner == $0.uid && $0.uid != geteuid() ? $0 : nil }
         let inputFD = mcm_create_file_at(directory.fd, names.input)
         guard inputFD >= 0 else { throw cannotCreate(names.input, in: directory, errno) }
         var failure: (name: String, code: Int32)?
         var code = FileIO.writeAll(inputFD, input)
         if code == 0 && lseek(inputFD, 0, SEEK_SET) != 0 { code = errno }
+        if code == 0, let owner, fchown(inputFD, owner.uid, owner.gid) != 0 { code = errno }
         if code != 0 { failure = (names.input, code) }
         var created = [names.input]
         for name in [names.output, names.error] where failure == nil {
@@ -137,8 +170,9 @@ final class TemporaryArea: Sendable {
                 failure = (name, errno)
                 break
             }
-            close(fd)
             created.append(name)
+            if let owner, fchown(fd, owner.uid, owner.gid) != 0 { failure = (name, errno) }
+            close(fd)
         }
         if let failure {
             close(inputFD)
@@ -166,6 +200,60 @@ final class TemporaryArea: Sendable {
         CommandError.Setup("cannot create '\(directory.path)/\(name)': \(SystemError.describe(code))")
     }
 
+    /// Where the files of an event of `user` (nil: the agent's) are made: the module's directory, or its directory
+    /// of that user when commands run as other users — made on first use, and anew (logged) when it can no longer
+    /// be trusted (its user changed its mode) or the module's directory was replaced.
+    private func trustedDirectory(for user: CommandUser?) throws(CommandError.Setup) -> Directory {
+        let top = try trustedDirectory()
+        guard openToUsers else { return top }
+        let uid = user?.uid ?? geteuid()
+        let known = userDirectories.withLock { $0[uid] }
+        if let known, known.in === top, known.directory.trust() == .trusted { return known.directory }
+        return try userDirectories.withLock { (directories: inout [uid_t: (in: Directory, directory: Directory)])
+            throws(CommandError.Setup) -> Directory in
+            let stale = directories[uid]
+            // Another event may have made it meanwhile.
+            if let stale, stale.in === top, stale.directory !== known?.directory, stale.directory.trust() == .trusted {
+                return stale.directory
+            }
+            let fresh = try Self.makeUserDirectory(in: top, uid: uid, gid: user?.gid ?? getegid())
+            if let stale {
+                if stale.in === top, case .changed(let reason) = stale.directory.trust() {
+                    let message = "The private temporary directory '\(stale.directory.path)' of uid \(uid) can no "
+                        + "longer be trusted: \(reason). Its commands now use a new one, '\(fresh.path)'."
+                    logger.warning("\(message)")
+                }
+                stale.directory.removeAll()
+            }
+            directories[uid] = (top, fresh)
+            return fresh
+        }
+    }
+
+    /// Makes `<top>/u<uid>.<random>`, 0700, owned by `uid` and `gid`, through `top`'s fd.
+    static func makeUserDirectory(in top: Directory, uid: uid_t, gid: gid_t) throws(CommandError.Setup) -> Directory {
+        var name = ""
+        var code: Int32 = EEXIST
+        for _ in 0..<16 where code == EEXIST {
+            name = "u\(uid).\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
+            code = mkdirat(top.fd, name, 0o700) == 0 ? 0 : errno
+        }
+        let path = top.path + "/" + name
+        guard code == 0 else {
+            throw CommandError.Setup("cannot create the private temporary directory '\(path)': \(SystemError.describe(code))")
+        }
+        let fd = openat(top.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        var info = stat()
+        guard fd >= 0, uid == geteuid() || fchown(fd, uid, gid) == 0, fstat(fd, &info) == 0 else {
+            let code = errno
+            if fd >= 0 { close(fd) }
+            unlinkat(top.fd, name, AT_REMOVEDIR)
+            throw CommandError.Setup("cannot prepare the private temporary directory '\(path)' of uid \(uid): "
+                + SystemError.describe(code))
+        }
+        return Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino), owner: uid)
+    }
+
     /// The current directory if it is still trusted, else a fresh one (logged).
     private func trustedDirectory() throws(CommandError.Setup) -> Directory {
         let directory = current.withLock { $0 }
@@ -177,7 +265,8 @@ final class TemporaryArea: Sendable {
         return try current.withLock { (current: inout Directory) throws(CommandError.Setup) -> Directory in
             // Another event may have replaced it meanwhile.
             if current !== directory, current.trust() == .trusted { return current }
-            let fresh = try Self.makeDirectory(in: parent, prefix: prefix, maker: ProcessIdentity.Maker.current)
+            let fresh = try Self.makeDirectory(in: parent, prefix: prefix, mode: openToUsers ? 0o711 : 0o700,
+                                               maker: ProcessIdentity.Maker.current)
             logger.warning(
                 "The private temporary directory '\(current.path)' can no longer be trusted: \(reason). Commands now use a new one, '\(fresh.path)'.")
             Self.retire(current)
@@ -189,11 +278,11 @@ final class TemporaryArea: Sendable {
     /// Removes a directory this process made and no longer uses.
     static func retire(_ directory: Directory) { directory.removeAll() }
 
-    /// Makes `<parent>/<prefix><this pid>.XXXXXX`, 0700, and opens it; this process uses it until `retire`.
-    /// With `maker`, the directory holds its record (``ProcessIdentity/Maker``, in the file `instance`) before it is
-    /// used: what proves, to another instance sharing `parent`, whether the one that made it is gone.
-    static func makeDirectory(in parent: String, prefix: String, maker: ProcessIdentity.Maker? = nil)
-        throws(CommandError.Setup) -> Directory
+    /// Makes `<parent>/<prefix><this pid>.XXXXXX`, 0700 (or `mode`), and opens it; this process uses it until
+    /// `retire`. With `maker`, the directory holds its record (``ProcessIdentity/Maker``, in the file `instance`)
+    /// before it is used: what proves, to another instance sharing `parent`, whether the one that made it is gone.
+    static func makeDirectory(in parent: String, prefix: String, mode: mode_t = 0o700,
+                              maker: ProcessIdentity.Maker? = nil) throws(CommandError.Setup) -> Directory
     {
         var template = Array("\(parent)/\(prefix)\(getpid()).XXXXXX".utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
@@ -203,13 +292,14 @@ final class TemporaryArea: Sendable {
         let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let fd = mcm_open_directory(path)
         var info = stat()
-        guard fd >= 0, fstat(fd, &info) == 0 else {
+        guard fd >= 0, mode == 0o700 || fchmod(fd, mode) == 0, fstat(fd, &info) == 0 else {
             let code = errno
             if fd >= 0 { close(fd) }
             rmdir(path)
             throw CommandError.Setup("cannot open the private temporary directory '\(path)': \(SystemError.describe(code))")
         }
-        let directory = Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+        let directory = Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino),
+                                  mode: mode)
         if let maker {
             let record = mcm_create_file_at(fd, ProcessIdentity.Maker.fileName)
             let code = record < 0 ? errno : FileIO.writeAll(record, Array(maker.text.utf8))
@@ -231,9 +321,10 @@ final class TemporaryArea: Sendable {
     /// or is writable by others without the sticky bit (as /tmp has). Nothing is created.
     static func distrust(ofParent parent: String) -> DirectoryTrust.Distrust? { DirectoryTrust.distrust(ofPath: parent) }
 
-    /// Makes `temp_dir` if it does not exist (0700 for the last component), once it and every directory above
-    /// it are trusted: none that another user could rename or replace.
-    static func prepareParent(_ parent: String) throws(CommandError.Setup) {
+    /// Makes `temp_dir` if it does not exist (0700 for the last component; 0711 when commands run as other users,
+    /// who must pass through it), once it and every directory above it are trusted: none that another user could
+    /// rename or replace. The default temp_dir, the module's own, is made 0711 then even if it exists.
+    static func prepareParent(_ parent: String, openToUsers: Bool = false) throws(CommandError.Setup) {
         func refuse(_ distrust: DirectoryTrust.Distrust) -> CommandError.Setup {
             CommandError.Setup("temp_dir \(distrust.message(about: parent)): \(distrustConsequence)")
         }
@@ -244,7 +335,7 @@ final class TemporaryArea: Sendable {
             let components = parent.split(separator: "/")
             for (i, component) in components.enumerated() {
                 built += "/" + component
-                if mkdir(built, i == components.count - 1 ? 0o700 : 0o755) != 0 && errno != EEXIST {
+                if mkdir(built, i < components.count - 1 ? 0o755 : openToUsers ? 0o711 : 0o700) != 0 && errno != EEXIST {
                     throw CommandError.Setup(
                         "cannot create the temporary directory '\(built)' (temp_dir): \(SystemError.describe(errno))")
                 }
@@ -258,6 +349,16 @@ final class TemporaryArea: Sendable {
         guard info.st_mode & S_IFMT == S_IFDIR else {
             throw CommandError.Setup("'\(parent)' (temp_dir) is not a directory")
         }
+        if openToUsers, isModulesOwn(parent), info.st_uid == geteuid(), info.st_mode & 0o7777 == 0o700,
+           chmod(parent, 0o711) != 0
+        {
+            throw CommandError.Setup("cannot let users pass through '\(parent)' (temp_dir): \(SystemError.describe(errno))")
+        }
+    }
+
+    /// Whether `parent` is the default temp_dir of an agent, a directory the module makes for itself.
+    static func isModulesOwn(_ parent: String) -> Bool {
+        geteuid() == 0 && parent == ModuleConfiguration.defaultTemporaryDirectory
     }
 
     /// Removes the `<parent>/<prefix><pid>.*` directories of module instances proven gone (an agent that
@@ -280,7 +381,8 @@ final class TemporaryArea: Sendable {
     }
 
     /// The directories `<parent>/<prefix><pid>.*` that are provably made by a module of this user: directories
-    /// (opened without following a link) owned by the agent's user, mode 0700 — with the pid in their name.
+    /// (opened without following a link) owned by the agent's user, mode 0700 (0711 where commands ran as other
+    /// users) — with the pid in their name.
     static func privateDirectories(in parent: String, prefix: String) -> [(pid: pid_t, directory: Directory)] {
         var found: [(pid: pid_t, directory: Directory)] = []
         for name in FileIO.entries(parent) where name.hasPrefix(prefix) {
@@ -290,8 +392,9 @@ final class TemporaryArea: Sendable {
             let fd = mcm_open_directory(path)
             guard fd >= 0 else { continue }
             var info = stat()
-            if fstat(fd, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o7777 == 0o700 {
-                found.append((pid, Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))))
+            if fstat(fd, &info) == 0, info.st_uid == geteuid(), [0o700, 0o711].contains(info.st_mode & 0o7777) {
+                found.append((pid, Directory(path: path, fd: fd, device: UInt64(info.st_dev), inode: UInt64(info.st_ino),
+                                             mode: info.st_mode & 0o7777)))
             } else {
                 close(fd)
             }

@@ -30,7 +30,7 @@ extension WorkerPool {
                 path: path, count: commands.map(\.workers).max() ?? 1, gracePeriod: configuration.gracePeriod,
                 outputMaxBytes: configuration.outputMaxBytes,
                 maxEvents: limited.flatMap { command in command.workerMaxEvents.map { ($0, command.event.key + "_worker_max_events") } },
-                records: records, cgroups: cgroups, logger: logger)
+                records: records, cgroups: cgroups, user: commands.first?.user, logger: logger)
         }
         return pools
     }

@@ -25,6 +25,8 @@ final class WorkerPool: Sendable {
     let maxEvents: Int?
     /// That key, for the log.
     private let maxEventsKey: String?
+    /// `<event>_user`: the user the workers run as (nil: the agent's).
+    let user: CommandUser?
     private let gracePeriod: Double
     private let lineLimit: Int
     private let logger: Logger
@@ -66,9 +68,10 @@ final class WorkerPool: Sendable {
 
     init(path: String, count: Int, gracePeriod: Double, outputMaxBytes: Int,
          maxEvents: (count: Int, key: String)? = nil, records: WorkerRecords? = nil, cgroups: CgroupTree? = nil,
-         logger: Logger) {
+         user: CommandUser? = nil, logger: Logger) {
         self.cgroups = cgroups
         self.path = path
+        self.user = user
         self.count = count
         self.maxEvents = maxEvents?.count
         self.maxEventsKey = maxEvents?.key
@@ -292,13 +295,18 @@ final class WorkerPool: Sendable {
         }
         // The token lets the next start tell this worker's children from processes that reuse their pids.
         let environment = ["MESOS_COMMAND_MODULES_PROTOCOL=\(Self.protocolVersion)"] + (records.map { [$0.tokenEntry] } ?? [])
+            + (user?.environment ?? [])
+        let user = self.user
         let spawnError = withCStringArray([path]) { argv in
             withCStringArray(environment) { extra in
                 path.withCString { path in
-                    var request = mcm_spawn_request(
-                        path: path, argv: argv, extra_env: extra, stdin_fd: stdin[0], stdout_fd: stdout[1],
-                        stderr_fd: stderr[1], cgroup_fd: cgroup?.fd ?? -1, credentials: nil)
-                    return mcm_spawn_worker(&request, &pid, &report)
+                    func spawn(_ credentials: UnsafePointer<mcm_credentials>?) -> Int32 {
+                        var request = mcm_spawn_request(
+                            path: path, argv: argv, extra_env: extra, stdin_fd: stdin[0], stdout_fd: stdout[1],
+                            stderr_fd: stderr[1], cgroup_fd: cgroup?.fd ?? -1, credentials: credentials)
+                        return mcm_spawn_worker(&request, &pid, &report)
+                    }
+                    return user.map { $0.withCredentials(spawn) } ?? spawn(nil)
                 }
             }
         }
