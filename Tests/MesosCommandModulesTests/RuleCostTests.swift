@@ -37,10 +37,10 @@ import Testing
     }
 
     /// A pattern that compiles to more steps than the bound is a load-time error naming the key; the bound is
-    /// the pattern's size, not its length (`x{2000}` is 2000 steps).
+    /// the pattern's size, not its length (`x{2001}` is 2001 steps).
     @Test func aPatternPastTheBoundIsALoadTimeErrorNamingTheKey() throws {
         let script = sandbox.script("s.sh", "#!/bin/sh\n")
-        for (pattern, steps) in [("a{2000}", 2001), ("([a-z]{1,100}\\.){10}", 2011), ("((a{100}){100}){100}", 2001)] {
+        for pattern in ["a{2001}", "([a-z]{1,100}\\.){10}", "((a{100}){100}){100}"] {
             let error = #expect(throws: ConfigurationError.self) {
                 try ModuleConfiguration(kind: .hook, parameters: [
                     ("module_name", "ruled"), ("hook_slave_run_task_label_decorator_command", script),
@@ -49,7 +49,7 @@ import Testing
             }
             #expect(error?.description.contains("module 'ruled': parameter 'hook_slave_run_task_label_decorator_when': "
                 + "'label:host~\(pattern)' does not parse: at character 12: '\(pattern)' is too big a pattern: it "
-                + "compiles to \(steps) steps, more than the 2000 a pattern may have") == true, "\(String(describing: error))")
+                + "compiles to more than the 2000 steps a pattern may have") == true, "\(String(describing: error))")
         }
         // A host name: 63 characters per part, up to 11 parts.
         #expect(throws: Never.self) { _ = try Rule(parsing: "label:host~[a-z0-9-]{1,63}(\\.[a-z0-9-]{1,63}){0,10}") }
@@ -107,7 +107,7 @@ import Testing
         }
         let labels = await thrownError { try await hookModule.run(event) } as? EventError
         #expect(labels?.message.hasSuffix("(it never started: the event waited all that time for its "
-            + "hook_slave_run_task_label_decorator_when rule to be decided and a thread of the engine to take it up).")
+            + "hook_slave_run_task_label_decorator_when rule to be decided).")
             == true, "\(String(describing: labels))")
         let usage = await call.during { await thrownError { try await isolatorModule.usage(containerID: cid("c1")) } }
             as? EventError

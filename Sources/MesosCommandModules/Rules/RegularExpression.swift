@@ -32,8 +32,8 @@ final class RegularExpression: Sendable {
             program = try PatternProgram(node)
         } catch {
             throw SyntaxError(
-                reason: "it compiles to \(error.steps) steps, more than the \(PatternProgram.maximumSteps) a pattern "
-                    + "may have (a bounded repetition counts what it repeats once per repetition: x{100} is 100 x; "
+                reason: "it compiles to more than the \(PatternProgram.maximumSteps) steps a pattern may have "
+                    + "(a bounded repetition counts what it repeats once per repetition: x{100} is 100 x; "
                     + "matching costs each character of the value up to one test per step)",
                 tooBig: true)
         }

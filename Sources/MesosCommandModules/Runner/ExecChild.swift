@@ -149,9 +149,8 @@ final class ExecChild: LoopClient {
     }
 
     /// The leader exited. Its output so far is collected; a background child that still holds the pipe does
-    /// not delay the result — and is not killed by a SIGPIPE at its next write either: the pipe stays open,
-    /// what comes after the result is read and dropped, until the last writer closes it (or the group is
-    /// killed at the timeout).
+    /// not delay the result, nor keeps an fd of the agent: the pipe is closed once the leader is reaped (SPEC
+    /// §3), and such a child gets EPIPE (or SIGPIPE) at its next write to it.
     private func leaderExited(_ loop: EventLoop) {
         readConsole(loop)
         if stop == nil, let cgroup, completion != nil {
