@@ -169,7 +169,7 @@ import Testing
                 ])
             }
             #expect(error?.description == "module 'test_module': parameter 'isolator_usage_worker_max_events': '\(bad)' "
-                + "is not a whole number greater than zero")
+                + "is not a whole number from 1 to 1000000000")
         }
         let exec = try configuration(.isolator, sandbox, [
             ("isolator_usage_command", script), ("isolator_usage_worker_max_events", "10"),
