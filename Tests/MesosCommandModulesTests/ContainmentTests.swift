@@ -191,6 +191,29 @@ import Testing
         }
     }
 
+    /// A worker's CPU is its events': what its cgroup used between two answers counts for the event it answered
+    /// (its start-up for its first), in the counter and the debug line.
+    @Test(.enabled(if: canUseCgroups)) func aWorkersCPUCountsForTheEventsItServes() async throws {
+        let script = sandbox.script("busy-worker.sh", """
+            #!/bin/sh
+            while read -r line; do
+              id=$(printf '%s' "$line" | sed 's/^{"id":\\([0-9]*\\).*/\\1/')
+              i=0; while [ $i -lt 60000 ]; do i=$((i+1)); done
+              printf '{"id":%s,"output":null}\\n' "$id"
+            done
+            """)
+        let log = CapturedLog()
+        let module = try module([("isolator_usage_command", script), ("isolator_usage_mode", "worker"),
+                                 ("debug", "true")], log: log, name: "cpu_worker")
+        _ = try await module.usage(containerID: cid("c1"))
+        let first = module.metrics.snapshot(.usage).cpuSeconds
+        _ = try await module.usage(containerID: cid("c1"))
+        let second = module.metrics.snapshot(.usage).cpuSeconds
+        #expect(first > 0.02 && second - first > 0.02 && second < 60, "\(first) s, then \(second) s")
+        #expect(log.all.contains { $0.contains("answered in") && $0.contains("(CPU ") }, "\(log.all)")
+        module.stopWorkers()
+    }
+
     @Test func containmentFallsBackToProcessGroupsWhereThereIsNoCgroupV2() async throws {
         let notCgroup = sandbox.mkdir("not-a-cgroup")
         CgroupHierarchy.testingRoot.withLock { $0 = notCgroup }

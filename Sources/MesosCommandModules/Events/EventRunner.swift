@@ -96,8 +96,11 @@ struct EventRunner: Sendable {
                 command: command.path, code: .timedOutWaiting(timeout: command.timeout, waitingFor: startedAt.spentOn)))
         } else if command.mode == .worker, let pool = workers[command.path] {
             do {
-                result = .success(.answer(try await pool.run(event, envelope: input, deadline: deadline, logPrefix: log.prefix)))
+                let answer = try await pool.run(event, envelope: input, deadline: deadline, logPrefix: log.prefix)
+                cpuSeconds = answer.cpuSeconds
+                result = .success(.answer(answer.output))
             } catch {
+                cpuSeconds = error.cpuSeconds
                 result = .failure(error)
             }
         } else {
@@ -128,8 +131,8 @@ struct EventRunner: Sendable {
                 return interpret(output, for: event, command: command.path)
             case .answer(let output):
                 if configuration.debug {
-                    log.info("Worker \"\(command.path)\" answered in \(milliseconds(seconds)) with output "
-                        + (output?.jsonText ?? "null"))
+                    log.info("Worker \"\(command.path)\" answered in \(milliseconds(seconds)) (CPU "
+                        + "\(milliseconds(cpuSeconds))) with output " + (output?.jsonText ?? "null"))
                 }
                 return check(output, for: event, command: command.path)
             }

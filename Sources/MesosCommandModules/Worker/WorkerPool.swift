@@ -51,6 +51,8 @@ final class WorkerPool: Sendable {
         let process: WorkerProcess
         let generation: Int
         var served = 0
+        /// The worker's cgroup (containment=cgroup): what it used while it served an event is that event's CPU.
+        var cgroup: Cgroup?
     }
 
     /// Consecutive failures and when the next start is allowed.
@@ -93,8 +95,10 @@ final class WorkerPool: Sendable {
     /// - Returns: the answer's output; nil for `null`.
     /// - Throws: ``CommandError`` with the seed's wording where it applies (`took too long to execute`), a
     ///   worker's own error as `Command "<path>" failed. Cause: …`, and what a broken worker did.
+    /// The worker's answer to one event, and the CPU seconds its worker used since it last answered (its cgroup's
+    /// `cpu.stat`; 0 under containment=process_group, where a live worker's use cannot be read).
     func run(_ event: Event, envelope: String, deadline: Deadline, logPrefix: String) async throws(CommandError)
-        -> JSONValue?
+        -> (output: JSONValue?, cpuSeconds: Double)
     {
         let slot = try await acquireSlot(until: deadline)
         var released = false
@@ -119,7 +123,17 @@ final class WorkerPool: Sendable {
         } onCancel: {
             loop.execute { _ in process.value.abandon(requestID) }
         }
-        return try interpret(reply, requestID, process: process, deadline: deadline, release: release, loop: loop)
+        // Read before the slot is free again (the next event of this worker counts from here).
+        let cpuSeconds: Double = if case .line = reply { handle.cgroup?.takeCPUSeconds() ?? 0 } else { 0 }
+        do {
+            let output = try interpret(reply, requestID, process: process, deadline: deadline, release: release,
+                                       loop: loop)
+            return (output, cpuSeconds)
+        } catch {
+            var error = error
+            error.cpuSeconds = cpuSeconds
+            throw error
+        }
     }
 
     /// A free slot, waiting until `deadline`. A slot handed over at or after the deadline (or to a cancelled
@@ -337,7 +351,7 @@ final class WorkerPool: Sendable {
                 self?.alive.subtract(1, ordering: .relaxed)
             })
         alive.add(1, ordering: .relaxed)
-        let handle = Handle(id: id, process: process, generation: generation, served: 1)
+        let handle = Handle(id: id, process: process, generation: generation, served: 1, cgroup: cgroup)
         processes.withLock { $0[slot] = handle }
         logger.info("[worker \(name), pid \(pid)] Started worker \"\(path)\" (\(Self.protocolVersion))")
         process.start(on: loop)
