@@ -135,7 +135,8 @@ struct Bench: AsyncParsableCommand {
         module.stopWorkers()
 
         guard pythonEvents > 0 else { return }
-        let example = try examplesManifest().split(separator: "/").dropLast().joined(separator: "/") + "/isolator/usage.py"
+        let manifest = try examplesManifest()
+        let example = String(manifest[..<(manifest.lastIndex(of: "/") ?? manifest.startIndex)]) + "/isolator/usage.py"
         let exec = try makeIsolator(example, scratch: scratch, logger: logger, name: "python_exec")
         let served = try makeIsolator(example, scratch: scratch, logger: logger, name: "python_worker", mode: .worker)
         _ = try await served.usage(containerID: Self.container)  // the worker's start is not an event's cost

@@ -96,7 +96,8 @@ struct EventRunner: Sendable {
                 command: command.path, code: .timedOutWaiting(timeout: command.timeout, waitingFor: startedAt.spentOn)))
         } else if command.mode == .worker, let pool = workers[command.path] {
             do {
-                let answer = try await pool.run(event, envelope: input, deadline: deadline, logPrefix: log.prefix)
+                let answer = try await pool.run(event, envelope: input, deadline: deadline, logPrefix: log.prefix,
+                                                exactCPU: configuration.debug)
                 cpuSeconds = answer.cpuSeconds
                 result = .success(.answer(answer.output))
             } catch {

@@ -50,8 +50,20 @@ final class Cgroup: @unchecked Sendable {
     /// The CPU time used since `cpuBaseline`, in seconds; the baseline moves to now.
     func takeCPUSeconds() -> Double {
         guard let now = cpuMicroseconds() else { return 0 }
+        lastCPURead = MonotonicClock.now()
         defer { cpuBaseline = now }
         return now >= cpuBaseline ? Double(now - cpuBaseline) / 1e6 : 0
+    }
+
+    /// When `takeCPUSeconds` last read `cpu.stat` (CLOCK_MONOTONIC ns).
+    private var lastCPURead: UInt64 = 0
+
+    /// A worker's: `takeCPUSeconds` at most every `interval` ns, else 0 — what was used meanwhile counts at the next
+    /// read, for a later event of the same worker. A read of `cpu.stat` flushes the kernel's per-CPU counters under
+    /// a lock every CPU shares: at tens of thousands of worker events a second, once per event would cost more
+    /// than the event.
+    func takeCPUSeconds(atMostEvery interval: UInt64) -> Double {
+        MonotonicClock.now() &- lastCPURead >= interval ? takeCPUSeconds() : 0
     }
 
     /// The processes in it now (zombies are not: an exited leader waiting to be reaped no longer counts).

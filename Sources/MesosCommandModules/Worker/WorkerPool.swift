@@ -97,8 +97,9 @@ final class WorkerPool: Sendable {
     ///   worker's own error as `Command "<path>" failed. Cause: …`, and what a broken worker did.
     /// The worker's answer to one event, and the CPU seconds its worker used since it last answered (its cgroup's
     /// `cpu.stat`; 0 under containment=process_group, where a live worker's use cannot be read).
-    func run(_ event: Event, envelope: String, deadline: Deadline, logPrefix: String) async throws(CommandError)
-        -> (output: JSONValue?, cpuSeconds: Double)
+    /// `exactCPU` (debug, where each event's CPU is logged): `cpu.stat` read at every answer, not every 10 ms at most.
+    func run(_ event: Event, envelope: String, deadline: Deadline, logPrefix: String, exactCPU: Bool = false)
+        async throws(CommandError) -> (output: JSONValue?, cpuSeconds: Double)
     {
         let slot = try await acquireSlot(until: deadline)
         var released = false
@@ -123,8 +124,11 @@ final class WorkerPool: Sendable {
         } onCancel: {
             loop.execute { _ in process.value.abandon(requestID) }
         }
-        // Read before the slot is free again (the next event of this worker counts from here).
-        let cpuSeconds: Double = if case .line = reply { handle.cgroup?.takeCPUSeconds() ?? 0 } else { 0 }
+        // Read before the slot is free again (the next event of this worker counts from here); at most every 10 ms
+        // per worker unless each event's is logged (debug).
+        let cpuSeconds: Double = if case .line = reply, let cgroup = handle.cgroup {
+            exactCPU ? cgroup.takeCPUSeconds() : cgroup.takeCPUSeconds(atMostEvery: 10_000_000)
+        } else { 0 }
         do {
             let output = try interpret(reply, requestID, process: process, deadline: deadline, release: release,
                                        loop: loop)
