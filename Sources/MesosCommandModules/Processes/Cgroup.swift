@@ -72,8 +72,15 @@ final class Cgroup: @unchecked Sendable {
         return text.split(separator: "\n").compactMap { pid_t($0) }
     }
 
+    /// Whether `kill` was ever used on it: such a cgroup is never used again. Seen on Linux 6.18: a child cloned
+    /// (CLONE_INTO_CGROUP) into a cgroup that had been killed through `cgroup.kill` before — empty since — was
+    /// itself killed at birth, as if the kill were still under way (one event in a few dozen of a script whose
+    /// leftovers were killed failed "exited via signal 9").
+    private(set) var killed = false
+
     /// SIGKILL to every process in it: `cgroup.kill` (Linux 5.14), else freeze it, SIGKILL each process, thaw it.
     func kill() {
+        killed = true
         if write("cgroup.kill", "1") { return }
         let frozen = write("cgroup.freeze", "1")
         // Frozen, nothing in it can fork meanwhile; a few passes for what forked before the freeze took hold.

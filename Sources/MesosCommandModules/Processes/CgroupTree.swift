@@ -63,9 +63,10 @@ final class CgroupTree: Sendable {
     }
 
     /// Gives back an exec command's cgroup once its command has been reaped: reused while empty; one that still
-    /// holds processes is removed when they are gone (``CgroupWatch``). Loop thread.
+    /// holds processes, or that was killed (``Cgroup/killed``), is removed when they are gone (``CgroupWatch``).
+    /// Loop thread.
     func release(_ cgroup: Cgroup, keptOnPurpose: Bool, loop: EventLoop) {
-        if cgroup.processes().isEmpty {
+        if !cgroup.killed && cgroup.processes().isEmpty {
             free.withLock { $0.append(UncheckedSendable(cgroup)) }
             return
         }

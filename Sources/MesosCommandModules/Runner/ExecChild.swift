@@ -152,12 +152,15 @@ final class ExecChild: LoopClient {
     /// not delay the result, nor keeps an fd of the agent: the pipe is closed once the leader is reaped (SPEC
     /// §3), and such a child gets EPIPE (or SIGPIPE) at its next write to it.
     private func leaderExited(_ loop: EventLoop) {
-        readConsole(loop)
         if stop == nil, let cgroup, completion != nil {
-            // It exited on its own: what still runs in its cgroup is a leftover, named now (before a kill).
+            // It exited on its own: what still runs in its cgroup is a leftover, named now (before a kill) — and
+            // before the console is read: its end may be there already, and then the leader is reaped, its cgroup
+            // given back and the event answered, leftovers unseen (a helper that redirected its output escaped
+            // both the name and the kill so, in about a third of the events).
             leftovers = cgroup.processes().map { Leftover(pid: $0, name: ProcessIdentity.name(of: $0)) }
             if !leftovers.isEmpty && leftoverPolicy == .kill { cgroup.kill() }
         }
+        readConsole(loop)
         if let stop {
             // Stopped, within the grace period: answer now; the zombie (and so the group id) stays until the
             // group gets its SIGKILL.
