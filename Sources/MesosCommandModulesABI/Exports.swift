@@ -149,6 +149,15 @@ public func mcm_run_event(
             return instance.start(reply) { await EventDispatch.run(admitted, call, on: hook) }
         }
     }
+    if case .isolator(let isolator) = instance.instance, event == .prepare {
+        // The container's rules are decided here, on Mesos' thread, as a hook's are: never on a thread of the
+        // engine's shared pool.
+        let decided = call.during { isolator.decideRules(
+            containerID: input.json("container_id") ?? "null", containerConfig: input.json("container_config") ?? "{}") }
+        return instance.start(reply) {
+            await call.during { await EventDispatch.prepare(input, decided, on: isolator) }
+        }
+    }
     return instance.start(reply) {
         // A watch runs its command again and again, each run under its own timeout.
         event == .watch ? await EventDispatch.run(event, input, on: instance.instance)
@@ -224,6 +233,20 @@ enum EventDispatch {
             } catch {
                 return error.kind == .cancelled || Task.isCancelled ? .cancelled : .error(error.description)
             }
+        }
+    }
+
+    static func prepare(_ envelope: Envelope, _ decided: IsolatorModule.RuleDecisions?, on isolator: IsolatorModule)
+        async -> Outcome
+    {
+        do throws(EventError) {
+            let result = try await isolator.prepare(containerID: envelope.json("container_id") ?? "null",
+                                                    containerConfig: envelope.json("container_config") ?? "{}",
+                                                    decided: decided)
+            if Task.isCancelled { return .cancelled }
+            return result.map(Outcome.result) ?? .none
+        } catch {
+            return error.kind == .cancelled || Task.isCancelled ? .cancelled : .error(error.description)
         }
     }
 

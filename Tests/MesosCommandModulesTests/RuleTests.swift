@@ -314,7 +314,8 @@ import Testing
         #expect(restarted.metrics.snapshot(.usage).skipped == 1 && restarted.metrics.snapshot(.cleanup).skipped == 1)
     }
 
-    /// At prepare every rule of the container is decided (each event's decision is kept), on prepare's time.
+    /// At prepare every rule of the container is decided (each event's decision is kept), on prepare's time: cut
+    /// at its deadline, the container then has no state and no command ran.
     @Test func anIsolatorsRulesAreDecidedWithinPreparesTimeout() async throws {
         let module = try isolator(sandbox, [
             recording(.prepare), ("isolator_prepare_timeout", "0.1"), recording(.usage),
@@ -325,7 +326,7 @@ import Testing
             try await module.prepare(containerID: SampleEnvelopes.containerID, containerConfig: config)
         } as? EventError
         #expect(error?.message == "Command \"\(sandbox.path)/isolator_prepare\" took too long to execute. Timeout: 0.1s (it "
-            + "never started: the event waited all that time for the container's when rules to be decided and its state written).")
+            + "never started: the event waited all that time for the container's when rules to be decided).")
         #expect(spawned.isEmpty)
         #expect(module.skipReason(.usage, containerID: ContainerID(SampleEnvelopes.containerIDValue)) == nil)
     }

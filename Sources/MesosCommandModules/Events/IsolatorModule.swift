@@ -67,27 +67,68 @@ public final class IsolatorModule: CommandModule {
 
     /// `prepare`: remembers and persists the container's config, then runs the prepare command.
     /// - Returns: the ContainerLaunchInfo JSON, or nil for none.
-    public func prepare(containerID: String, containerConfig: String) async throws(EventError) -> String? {
+    /// `decided`: the container's rules, decided on the caller's thread (``decideRules(containerID:containerConfig:)``);
+    /// decided here when nil.
+    public func prepare(containerID: String, containerConfig: String, decided: RuleDecisions? = nil)
+        async throws(EventError) -> String?
+    {
         let id = try parseID(containerID, .prepare)
         return try await locks.withLock(id) { () async throws(EventError) -> String? in
-            try await prepareLocked(id, containerID: containerID, containerConfig: containerConfig)
+            try await prepareLocked(id, containerID: containerID, containerConfig: containerConfig, decided: decided)
         }
     }
 
-    private func prepareLocked(_ id: ContainerID, containerID: String, containerConfig: String) async throws(EventError)
-        -> String?
+    /// A new container's `<event>_when` decisions, taken at `prepare` from its config (SPEC §9) within prepare's
+    /// timeout, which counts from Mesos' call (``EventCall``). The module's C entry point takes them on the Mesos
+    /// thread that called it, before the event goes to the engine's threads: a costly rule never holds a thread
+    /// another module's events need.
+    public struct RuleDecisions: Sendable {
+        /// The events whose rule does not match, and why; nil when prepare's deadline passed first.
+        let skipped: [Event: String]?
+        let started: EventStart
+    }
+
+    /// See ``RuleDecisions``; nil when no per-container event has a rule, or the container ID does not parse.
+    public func decideRules(containerID: String, containerConfig: String) -> RuleDecisions? {
+        let ruled = configuration.commands.values.filter { $0.rule != nil && $0.event.isPerContainer }
+        guard !ruled.isEmpty, let id = try? parseID(containerID, .prepare) else { return nil }
+        let started = EventStart(spentOn: "the container's when rules to be decided")
+        let timeout = configuration.command(for: .prepare)?.timeout ?? ModuleConfiguration.defaultTimeout
+        let deadline = Deadline(seconds: timeout, from: started.nanoseconds)
+        let parent = id.path.count > 1 ? store.record(ContainerID(path: Array(id.path.dropLast())))?.config : nil
+        let subject = RuleSubject(containerID: containerID, containerConfig: containerConfig, parentConfig: parent)
+        var skipped: [Event: String] = [:]
+        for command in ruled.sorted(by: { $0.event.key < $1.event.key }) {
+            guard let decision = command.rule!.evaluate(subject, until: deadline) else {
+                return RuleDecisions(skipped: nil, started: started)
+            }
+            if !decision.matched { skipped[command.event] = decision.reason }
+        }
+        return RuleDecisions(skipped: skipped, started: started)
+    }
+
+    private func prepareLocked(_ id: ContainerID, containerID: String, containerConfig: String,
+                               decided: RuleDecisions?) async throws(EventError) -> String?
     {
-        // Refused before anything is decided (and logged) for it.
+        // Refused before anything is logged for it.
         guard store.record(id) == nil else {
             throw EventError(.prepare, subject: id.description, refused: Self.alreadyInitialized)
         }
-        // With rules, prepare's timeout counts from here: deciding them is part of its time (SPEC §9). They are
-        // all decided (the decision of every event is kept for the container), however long it takes.
-        let ruled = configuration.commands.values.contains { $0.rule != nil && $0.event.isPerContainer }
-        let started = ruled ? EventStart(spentOn: "the container's when rules to be decided and its state written") : nil
-        let record = ContainerStateStore.Record(
-            id: id, idJSON: containerID, config: containerConfig,
-            skipped: decide(id, idJSON: containerID, config: containerConfig))
+        // With rules, prepare's timeout counts from Mesos' call: deciding them is part of its time (SPEC §9); an
+        // event whose deadline passed while they were decided fails as timed out, without a process or a state.
+        let decisions = decided ?? decideRules(containerID: containerID, containerConfig: containerConfig)
+        let started = decisions.map {
+            EventStart(nanoseconds: $0.started.nanoseconds, spentOn: $0.started.spentOn + " and its state written")
+        }
+        if let decisions, decisions.skipped == nil {
+            let timeout = configuration.command(for: .prepare)?.timeout ?? ModuleConfiguration.defaultTimeout
+            throw EventError(.prepare, subject: id.description, command: CommandError(
+                command: configuration.command(for: .prepare)?.path ?? "(isolator_prepare has no command)",
+                code: .timedOutWaiting(timeout: timeout, waitingFor: decisions.started.spentOn)))
+        }
+        let skipped = decisions?.skipped ?? [:]
+        logSkips(skipped, id)
+        let record = ContainerStateStore.Record(id: id, idJSON: containerID, config: containerConfig, skipped: skipped)
         guard store.insertNew(record) else {
             throw EventError(.prepare, subject: id.description, refused: Self.alreadyInitialized)
         }
@@ -101,25 +142,26 @@ public final class IsolatorModule: CommandModule {
                                     skippedBecause: record.skipped[.prepare], startedAt: started).value?.jsonText
     }
 
-    /// The `<event>_when` decisions for a new container, taken once from its config: the events whose rule does
-    /// not match, and why. Each is logged: the container's commands of those events never run.
-    /// Not `logged` for a container adopted by a tool (its prepare never ran: "will not run" would be news about
-    /// an event nobody asked for).
-    private func decide(_ id: ContainerID, idJSON: String, config: String, logged: Bool = true) -> [Event: String] {
+    /// The `<event>_when` decisions for a container adopted by a tool (its prepare never ran), taken from its
+    /// config without a deadline.
+    private func decide(_ id: ContainerID, idJSON: String, config: String) -> [Event: String] {
         let ruled = configuration.commands.values.filter { $0.rule != nil && $0.event.isPerContainer }
         guard !ruled.isEmpty else { return [:] }
         let parent = id.path.count > 1 ? store.record(ContainerID(path: Array(id.path.dropLast())))?.config : nil
         let subject = RuleSubject(containerID: idJSON, containerConfig: config, parentConfig: parent)
         var skipped: [Event: String] = [:]
-        for command in ruled.sorted(by: { $0.event.key < $1.event.key }) {
-            let decision = command.rule!.evaluate(subject)!
-            guard !decision.matched else { continue }
-            skipped[command.event] = decision.reason
-            guard logged else { continue }
-            events.log(command.event, id.description).info(
-                "\(command.event.key)_command will not run for this container: \(command.event.key)_when \(decision.reason)")
+        for command in ruled {
+            if let decision = command.rule!.evaluate(subject), !decision.matched { skipped[command.event] = decision.reason }
         }
         return skipped
+    }
+
+    /// Each event a new container's rules skip is logged: the container's commands of those events never run.
+    private func logSkips(_ skipped: [Event: String], _ id: ContainerID) {
+        for (event, reason) in skipped.sorted(by: { $0.key.key < $1.key.key }) {
+            events.log(event, id.description).info(
+                "\(event.key)_command will not run for this container: \(event.key)_when \(reason)")
+        }
     }
 
     /// Why `event`'s command does not run for container `id` (its rule did not match at prepare), or nil.
@@ -279,7 +321,7 @@ public final class IsolatorModule: CommandModule {
     public func adopt(containerID: String, containerConfig: String) throws(EventError) {
         let id = try parseID(containerID, .prepare)
         store.put(.init(id: id, idJSON: containerID, config: containerConfig,
-                        skipped: decide(id, idJSON: containerID, config: containerConfig, logged: false)))
+                        skipped: decide(id, idJSON: containerID, config: containerConfig)))
     }
 
     /// Runs any isolator event from a whole envelope (as the CLI reads it), with the envelope keys of SPEC §5.

@@ -83,6 +83,11 @@ public struct EventCall: Sendable {
     public func during<Result: Sendable>(_ body: () async -> Result) async -> Result {
         await Self.$current.withValue(self) { await body() }
     }
+
+    /// The same, for work done on the caller's thread (a rule decided on Mesos' thread).
+    public func during<Result>(_ body: () -> Result) -> Result {
+        Self.$current.withValue(self) { body() }
+    }
 }
 
 enum Outcome {
