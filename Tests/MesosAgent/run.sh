@@ -560,6 +560,7 @@ usage_failures() {  # failures and worker restarts of the worker's usage
 failures_before=$(usage_failures)
 usage_worker 8888 "$work/scripts/usage_worker.py.new"
 mv "$work/scripts/usage_worker.py.new" "$work/scripts/usage_worker.py"
+sleep 0.1  # events that begin 10 ms after a deployment see it (the file's state is checked off Mesos' threads)
 deployed() {
   curl -sf --max-time 20 "http://$agent/monitor/statistics" \
     | jq -e '.[] | select(.executor_id == "long") | .statistics.net_tx_bytes == 8888'

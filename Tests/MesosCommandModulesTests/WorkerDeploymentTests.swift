@@ -28,6 +28,12 @@ import Testing
         #expect(rename(path + ".new", path) == 0)
     }
 
+    /// Waits until a change of the file made before is seen by every event that begins from now on: what the
+    /// last check off the pool saw is trusted for `CommandFileWatch.freshness` (SPEC §8).
+    func settle() async throws {
+        try await Task.sleep(for: .nanoseconds(2 * CommandFileWatch.freshness))
+    }
+
     func module(_ path: String, _ extra: [(String, String)] = [], log: CapturedLog) throws -> IsolatorModule {
         let module = try isolator(sandbox, [
             ("isolator_usage_command", path), ("isolator_usage_mode", "worker"), ("isolator_usage_failure_policy", "fail"),
@@ -48,7 +54,7 @@ import Testing
     }
 
     /// 10000 events, 4 at a time over 2 workers, while the script is replaced 10 times: no event fails, and every
-    /// event that starts after a replacement is answered by the new script.
+    /// event that starts once a replacement is seen (`settle`) is answered by the new script.
     @Test func replacingTheScriptTenTimesDuringTenThousandEventsFailsNone() async throws {
         let path = sandbox.path + "/usage.sh"
         deploy(path, version: 0)
@@ -61,10 +67,6 @@ import Testing
         try await withThrowingTaskGroup(of: (index: Int, deployed: Int, answer: Result<Int, EventError>).self) { group in
             var deployed = 0
             func submit(_ index: Int) {
-                if index % 1000 == 500 {
-                    deployed += 1
-                    deploy(path, version: deployed)
-                }
                 let version = deployed
                 group.addTask {
                     do {
@@ -85,6 +87,11 @@ import Testing
                     failures.append("event \(result.index): \(error.message)")
                 }
                 if next < events {
+                    if next % 1000 == 500 {
+                        deployed += 1
+                        deploy(path, version: deployed)
+                        try await settle()
+                    }
                     submit(next)
                     next += 1
                 }
@@ -113,21 +120,25 @@ import Testing
         #expect(first.version == 1)
 
         unlink(path)
+        try await settle()
         for _ in 0..<3 { #expect(try await usage(module) == first) }
         let gone = "warning: Command \"\(path)\" (worker) is gone from disk: its running workers keep serving, but a "
             + "worker started now (after a failure, or once one is replaced) would fail."
         #expect(log.all.filter { $0 == gone }.count == 1, "one warning: \(log.all)")
 
         deploy(path, version: 2)
+        try await settle()
         let second = try await usage(module)
         #expect(second.version == 2 && second.pid != first.pid)
         #expect(await eventually(within: 3) { !processAlive(first.pid) }, "the replaced worker is gone")
 
         chmod(path, 0o644)
+        try await settle()
         for _ in 0..<3 { #expect(try await usage(module) == second) }
         #expect(log.all.filter { $0.hasSuffix("(worker) is not executable (chmod +x): its running workers keep serving, "
             + "but a worker started now (after a failure, or once one is replaced) would fail.") }.count == 1, "\(log.all)")
         chmod(path, 0o755)
+        try await settle()
         #expect(try await usage(module) == second, "the same file, executable again: no reload")
         #expect(log.contains("info: Command \"\(path)\" (worker) is back on disk, unchanged: its workers keep serving."))
 
@@ -136,6 +147,7 @@ import Testing
         let later = timespec(tv_sec: time(nil) + 10, tv_nsec: 0)
         var times = [later, later]
         #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+        try await settle()
         #expect(try await usage(module).version == 3)
         #expect(log.contains("info: Command \"\(path)\" (worker) changed on disk: it was modified (mtime "), "\(log.all)")
         #expect(module.workerRestarts(.usage) == 0)

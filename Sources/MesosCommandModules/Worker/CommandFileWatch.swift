@@ -1,3 +1,4 @@
+import CMesosCommandSpawn
 import Glibc
 import Logging
 import Synchronization
@@ -49,77 +50,304 @@ public struct CommandFileState: Equatable, Sendable {
 /// Notices that a worker's command file was replaced or changed on disk (SPEC §8: a worker serves the code that is
 /// on disk), so that the workers started before are replaced by fresh ones.
 ///
-/// How: one `stat(2)` of the path per event, compared with what the last one saw — about 1 µs (`bench` measures
-/// it against a worker event), and nothing else to run. inotify would cost nothing per event but misses what
-/// deployments do: a symbolic link switched in a directory above the file (`/opt/app/current` → a new release) is
-/// a change in a directory it does not watch, network file systems send no events, the agent's user has a bounded
-/// number of watches, and a full event queue loses them. `stat` follows the path as exec(2) will.
+/// How: a `stat(2)` of the path, compared with what the last one saw — about 1 µs, and nothing else to run.
+/// inotify would cost nothing but misses what deployments do: a symbolic link switched in a directory above the
+/// file (`/opt/app/current` → a new release) is a change in a directory it does not watch, network file systems
+/// send no events, the agent's user has a bounded number of watches, and a full event queue loses them. `stat`
+/// follows the path as exec(2) will.
+///
+/// Where: never on the caller's thread. A `stat` of a file on a hung mount (NFS, FUSE) blocks until the mount
+/// answers — forever, maybe; on one of Swift's cooperative threads (one per core) that would stop every module's
+/// events after as many as there are cores. So each watch has its own thread that makes the checks, at most one
+/// at a time, and an event reads what the last check saw:
+/// - the last check began under ``freshness`` ago: the event goes on at once (a clock read and a lock), and one
+///   that finds it older than half of that asks for the next check without waiting for it — under a steady flow of
+///   events no event ever waits, and a file is checked about every 5 ms;
+/// - older (the first event after a pause): the event asks for a check and waits for it, at most ``patience``,
+///   and so sees a deployment made before it began;
+/// - a check that does not return (a hung mount): events are served by the last known state, one warning says
+///   so after ``hungAfter``, and an INFO line when the check returns. One thread per watch is pinned, never more.
 ///
 /// A file that disappears or stops being executable keeps the running workers (a fresh one could not start):
 /// one warning, and a reload once a good file is back.
 public final class CommandFileWatch: Sendable {
     public let path: String
-    private let logger: Logger
-    private let seen: Mutex<Seen>
+    private let checker: Checker
 
-    private struct Seen {
+    /// How long what a check saw is taken as the file's state: a deployment is noticed by the events that begin
+    /// this long after it, at the latest (those that begin sooner may still be served by the replaced code).
+    public static let freshness: UInt64 = 10_000_000
+    /// How long an event waits for the check it needs before it goes on with the last known state.
+    static let patience: UInt64 = 50_000_000
+    /// A check in flight for this long is reported (a hung mount).
+    static let hungAfter: UInt64 = 1_000_000_000
+
+    public init(path: String, logger: Logger) {
+        self.path = path
+        checker = Checker(path: path, logger: logger)
+        checker.start()
+    }
+
+    deinit { checker.stop() }
+
+    /// The generation of the code on disk, as the last check saw it (waiting for a new check only after a
+    /// pause of ``freshness``, and for ``patience`` at most). Never blocks its thread.
+    public func generation() async -> Int {
+        let now = MonotonicClock.now()
+        switch checker.generation(now: now) {
+        case .known(let generation):
+            return generation
+        case .wait(let completion, let until):
+            // Should the check hang, the event goes on at `until` with the last known state.
+            if let loop = try? EventLoop.shared() {
+                let checker = self.checker
+                loop.schedule(at: until) { completion.complete(checker.knownGeneration) }
+                return await completion.value
+            }
+            return checker.knownGeneration
+        }
+    }
+
+    /// Stops the watch's thread once its check in hand returns. Later calls of ``generation()`` keep answering
+    /// with the last known state.
+    func stop() { checker.stop() }
+
+    /// Whether the watch's thread is running (for tests).
+    var isRunning: Bool { checker.isRunning }
+}
+
+/// The state of one watch, shared with its thread (which outlives the watch while a check hangs).
+private final class Checker: @unchecked Sendable {
+    let path: String
+    let logger: Logger
+
+    private struct State {
         /// The last state seen (the good one workers run, while the file is missing or not executable).
-        var state: CommandFileState?
+        var file: CommandFileState?
         /// Bumped at each change of code: workers started under an older generation are replaced.
         var generation = 0
         /// Why the file cannot start a worker now, if it cannot (warned once per cause).
         var problem: String?
+        /// When the last completed check was asked for (what it saw is the file at that time or later).
+        var checkedAt: UInt64?
+        /// When the check in flight was asked for.
+        var inFlightSince: UInt64?
+        /// Events waiting for the check in flight.
+        var waiters: [Completion<Int>] = []
+        /// The check in flight was reported as hung.
+        var warnedHung = false
+        /// The thread's wake-up (an eventfd; -1 once closed, by the thread, under the lock).
+        var wakeFD: Int32 = -1
+        var stopped = false
+        var running = false
     }
 
-    public init(path: String, logger: Logger) {
+    private let state = Mutex(State())
+
+    init(path: String, logger: Logger) {
         self.path = path
         self.logger = logger
-        self.seen = Mutex(Seen(state: CommandFileState(path: path)))
     }
 
-    /// The generation of the code on disk now: one stat, and in the common case (nothing changed) nothing else.
-    public func generation() -> Int {
+    enum Answer {
+        case known(Int)
+        case wait(Completion<Int>, until: UInt64)
+    }
+
+    var knownGeneration: Int { state.withLock { $0.generation } }
+    var isRunning: Bool { state.withLock { $0.running } }
+
+    /// Starts the thread and its first check. Without a thread (no fds, no threads), every event is served by
+    /// the state known at that time, and a warning says deployments are not noticed.
+    func start() {
+        let fd = mcm_eventfd()
+        guard fd >= 0 else { return unwatched("cannot create an eventfd (\(SystemError.describe(errno)))") }
+        state.withLock { state in
+            state.wakeFD = fd
+            state.running = true
+        }
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let rc = pthread_create(&thread, nil, { context in
+            Unmanaged<Checker>.fromOpaque(context!).takeRetainedValue().work()
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<Checker>.fromOpaque(context).release()
+            state.withLock { state in
+                close(state.wakeFD)
+                state.wakeFD = -1
+                state.running = false
+            }
+            return unwatched("cannot start its thread (\(SystemError.describe(rc)))")
+        }
+        pthread_detach(thread)
+        state.withLock { state in
+            state.inFlightSince = MonotonicClock.now()
+            wake(state)
+        }
+    }
+
+    private func unwatched(_ why: String) {
+        logger.warning("Command \"\(path)\" (worker): \(why): a change of its file on disk is not noticed.")
+    }
+
+    func stop() {
+        let waiters = state.withLock { state -> [Completion<Int>] in
+            state.stopped = true
+            wake(state)
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        let generation = knownGeneration
+        for waiter in waiters { waiter.complete(generation) }
+    }
+
+    /// Under the lock.
+    private func wake(_ state: State) {
+        guard state.wakeFD >= 0 else { return }
+        var one: UInt64 = 1
+        _ = write(state.wakeFD, &one, 8)
+    }
+
+    func generation(now: UInt64) -> Answer {
+        var hungFor: UInt64?
+        let answer = state.withLock { state -> Answer in
+            let age = state.checkedAt.map { now &- $0 } ?? .max
+            if age < CommandFileWatch.freshness / 2 || state.stopped || !state.running {
+                return .known(state.generation)
+            }
+            if let since = state.inFlightSince {
+                let waited = now &- since
+                if waited >= CommandFileWatch.hungAfter && !state.warnedHung {
+                    state.warnedHung = true
+                    hungFor = waited
+                }
+                guard age >= CommandFileWatch.freshness, waited < CommandFileWatch.patience else {
+                    return .known(state.generation)
+                }
+                let completion = Completion<Int>()
+                state.waiters.append(completion)
+                return .wait(completion, until: since + CommandFileWatch.patience)
+            }
+            state.inFlightSince = now
+            wake(state)
+            guard age >= CommandFileWatch.freshness else { return .known(state.generation) }
+            let completion = Completion<Int>()
+            state.waiters.append(completion)
+            return .wait(completion, until: now + CommandFileWatch.patience)
+        }
+        if let hungFor {
+            let message = "Command \"\(path)\" (worker): the stat(2) of its file has not returned for "
+                + "\(seconds(hungFor)) s (a hung mount?): its running workers keep serving, and a change of the file "
+                + "is noticed once it returns."
+            logger.warning("\(message)")
+        }
+        return answer
+    }
+
+    // MARK: - The watch's thread
+
+    static let threadName = "mcm-watch"
+
+    private func work() {
+        mcm_name_thread(Self.threadName)
+        let fd = state.withLock { $0.wakeFD }
+        while true {
+            var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&ready, 1, -1) < 0 && errno != EINTR { usleep(1000) }
+            var count: UInt64 = 0
+            _ = read(fd, &count, 8)
+            let (stopped, since) = state.withLock { ($0.stopped, $0.inFlightSince) }
+            if stopped { break }
+            guard let since else { continue }
+            check(askedAt: since)
+        }
+        state.withLock { state in
+            close(state.wakeFD)
+            state.wakeFD = -1
+            state.running = false
+        }
+    }
+
+    /// One check: the stat, and what it means, made without the lock (they may hang); then its result.
+    private func check(askedAt since: UInt64) {
         var info = stat()
         let found = stat(path, &info) == 0
         let code = errno
-        return seen.withLock { seen in
-            if found, let state = seen.state, seen.problem == nil, state.matches(info) { return seen.generation }
-            noticeChange(&seen, found ? .success(info) : .failure(Errno(code: code)))
-            return seen.generation
+        let (known, problem) = state.withLock { ($0.file, $0.problem) }
+        var result = Outcome(generation: 0, file: known, problem: problem, messages: [])
+        if found, let known, problem == nil, known.matches(info) {
+            result.problem = nil
+        } else {
+            result = interpret(found ? .success(info) : .failure(Errno(code: code)), known: known, problem: problem)
         }
+        let now = MonotonicClock.now()
+        let (waiters, generation, wasHung) = state.withLock { state -> ([Completion<Int>], Int, Bool) in
+            state.generation += result.generation
+            state.file = result.file
+            state.problem = result.problem
+            state.checkedAt = since
+            state.inFlightSince = nil
+            defer {
+                state.waiters = []
+                state.warnedHung = false
+            }
+            return (state.waiters, state.generation, state.warnedHung)
+        }
+        // Logged before the waiting events go on: what they do next follows the lines.
+        if wasHung {
+            logger.info("Command \"\(path)\" (worker): the stat(2) of its file returned after \(seconds(now &- since)) s.")
+        }
+        for (warning, message) in result.messages {
+            if warning { logger.warning("\(message)") } else { logger.info("\(message)") }
+        }
+        for waiter in waiters { waiter.complete(generation) }
     }
 
-    private func noticeChange(_ seen: inout Seen, _ result: Result<stat, Errno>) {
+    private struct Outcome {
+        /// 1 when the code changed.
+        var generation: Int
+        var file: CommandFileState?
+        var problem: String?
+        var messages: [(warning: Bool, String)]
+    }
+
+    private func interpret(_ stat: Result<stat, Errno>, known: CommandFileState?, problem old: String?) -> Outcome {
         let name = "Command \"\(path)\" (worker)"
-        let problem: String?
-        switch result {
-        case .failure(let code):
-            problem = code.code == ENOENT ? "is gone from disk" : "cannot be read (\(SystemError.describe(code.code)))"
+        var result = Outcome(generation: 0, file: known, problem: nil, messages: [])
+        switch stat {
+        case .failure(let error):
+            let code = error.code
+            result.problem = code == ENOENT ? "is gone from disk" : "cannot be read (\(SystemError.describe(code)))"
         case .success(let info):
-            problem = ExecutableCheck.problem(with: path)
-            if problem == nil {
+            result.problem = ExecutableCheck.problem(with: path)
+            if result.problem == nil {
                 let now = CommandFileState(info)
-                if let old = seen.state, let why = now.difference(from: old) {
-                    seen.generation += 1
-                    let message = "\(name) changed on disk: \(why). Its workers finish the event in hand and are "
-                        + "replaced by fresh ones."
-                    logger.info("\(message)")
-                } else if seen.problem != nil {
-                    logger.info("\(name) is back on disk, unchanged: its workers keep serving.")
+                if let known, let why = now.difference(from: known) {
+                    result.generation = 1
+                    result.messages.append((false, "\(name) changed on disk: \(why). Its workers finish the event in "
+                        + "hand and are replaced by fresh ones."))
+                } else if old != nil {
+                    result.messages.append((false, "\(name) is back on disk, unchanged: its workers keep serving."))
                 }
-                seen.state = now
+                result.file = now
             }
         }
-        if let problem, problem != seen.problem {
-            let message = "\(name) \(problem): its running workers keep serving, but a worker started now (after a "
-                + "failure, or once one is replaced) would fail."
-            logger.warning("\(message)")
+        if let problem = result.problem, problem != old {
+            result.messages.append((true, "\(name) \(problem): its running workers keep serving, but a worker "
+                + "started now (after a failure, or once one is replaced) would fail."))
         }
-        seen.problem = problem
+        return result
     }
 
     /// An errno value, as a `Result` failure.
     struct Errno: Error {
         var code: Int32
+    }
+
+    private func seconds(_ nanoseconds: UInt64) -> String {
+        let tenths = (nanoseconds + 50_000_000) / 100_000_000
+        return "\(tenths / 10).\(tenths % 10)"
     }
 }

@@ -240,7 +240,7 @@ final class WorkerPool: Sendable {
     /// disk or it served `maxEvents` events — unless repeated failures put restarts on hold: then the event fails
     /// at once, naming the last failure (a live worker due for replacement serves it meanwhile).
     private func process(in slot: Int, loop: EventLoop) async throws(CommandError) -> Handle {
-        let generation = file.generation()
+        let generation = await file.generation()
         let maxEvents = self.maxEvents ?? .max
         let (current, due) = processes.withLock { processes -> (Handle?, Bool) in
             guard let handle = processes[slot] else { return (nil, false) }
@@ -394,6 +394,7 @@ final class WorkerPool: Sendable {
     /// exits. Returns at once.
     func shutdown() {
         guard !closed.exchange(true, ordering: .relaxed) else { return }
+        file.stop()
         let running = processes.withLock { processes in
             defer { processes = Array(repeating: nil, count: processes.count) }
             return processes.compactMap { $0 }
