@@ -85,6 +85,7 @@ final class ABIModule: Sendable {
     /// Starts `body` as a cancellable event whose outcome goes to `reply`; returns its token.
     func start(_ reply: Reply, _ body: @escaping @Sendable () async -> Outcome) -> UInt64 {
         let token = Self.makeToken()
+        HandOvers.note()  // from Mesos' thread to Swift's pool
         running.withLock { running in
             let task = Task {
                 reply.send(await body())

@@ -59,6 +59,7 @@ struct Bench: AsyncParsableCommand {
         try await benchWorkers(trivial: trivial, scratch: scratch, logger: logger)
         try await benchContainment(trivial: trivial, scratch: scratch, logger: logger)
         try await benchRules(scratch: scratch, logger: logger)
+        try await benchHandOvers(trivial: trivial, scratch: scratch, logger: logger)
         if quick { return }
 
         print("")
@@ -254,6 +255,39 @@ struct Bench: AsyncParsableCommand {
             + "p99 \(us(skipped.p99))")
         print("  isolator_usage of a container whose rule did not match at prepare:           p50 \(us(usage.p50)) "
             + "p99 \(us(usage.p99))")
+    }
+
+    /// How many times an event's work passes from one thread to another (``HandOvers``: counted by the engine
+    /// while `bench` asks, never assumed), per path, over sequential events.
+    func benchHandOvers(trivial: String, scratch: ScratchDirectory, logger: Logger) async throws {
+        func perEvent(_ count: Int = 200, _ event: () async throws -> Void) async throws -> Double {
+            try await event()  // started, warm
+            HandOvers.startCounting()
+            defer { HandOvers.stopCounting() }
+            for _ in 0..<count { try await event() }
+            return Double(HandOvers.count) / Double(count)
+        }
+        let exec = try makeIsolator(trivial, scratch: scratch, logger: logger, name: "hand_overs_exec")
+        let worker = scratch.path + "/worker.py"
+        writeFile(worker, Self.trivialWorker, mode: 0o755)
+        let workers = try makeIsolator(worker, scratch: scratch, logger: logger, name: "hand_overs_worker", mode: .worker)
+        var skippedConfiguration = ModuleConfiguration(
+            kind: .isolator, moduleName: "bench_hand_overs_skipped",
+            commands: [CommandConfiguration(event: .usage, path: "/bin/true")])
+        skippedConfiguration.commands[.usage]?.rule = try Rule(parsing: "label:team=nobody")
+        skippedConfiguration.temporaryDirectory = tempDir ?? scratch.path
+        skippedConfiguration.stateDirectory = scratch.path + "/state"
+        let skipped = try IsolatorModule(configuration: skippedConfiguration, logger: logger)
+        try skipped.adopt(containerID: Self.container, containerConfig: SampleEnvelopes.containerConfig())
+        let counts = [
+            ("exec", try await perEvent { _ = try await exec.usage(containerID: Self.container) }),
+            ("worker", try await perEvent { _ = try await workers.usage(containerID: Self.container) }),
+            ("skipped by its rule", try await perEvent { _ = try await skipped.usage(containerID: Self.container) }),
+        ]
+        workers.stopWorkers()
+        print("")
+        print("Thread hand-overs per event (counted by the engine; a call from Mesos adds 1, its task's start):")
+        print("  " + counts.map { "\($0.0) \(format2($0.1))" }.joined(separator: ", "))
     }
 
     // MARK: - Measurements

@@ -226,7 +226,7 @@ check "crash: the agent starts again" start_agent --modules="file://$work/module
 check "crash: the new agent's start killed them" wait_for 10 all_dead $(pids_of crash)
 reclaimed() {  # the WARNING of the crash module's start: the dead agent, each pid and name
   local line pid
-  line=$(grep "The previous agent (pid $first_agent) ended without stopping what its commands and workers ran: \
+  line=$(grep "The agent or master that ran this module before (pid $first_agent) ended without stopping what its commands and workers ran: \
 killed (cgroup.kill) [0-9]* process(es) in $base/it_contain_crash\.[^:]*\.$first_agent\." "$agent_log")
   echo "$line"
   [ -n "$line" ] || return 1

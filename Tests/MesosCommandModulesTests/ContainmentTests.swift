@@ -202,6 +202,9 @@ import Testing
                                 name: "reclaimed")
         #expect(await eventually(within: 2) { !processAlive(left[0]) })
         #expect(log.contains("killed (cgroup.kill) 1 process(es) in \(instance): \(left[0]) (sleep)"), "\(log.all)")
+        // A hook module runs in masters too: the dead instance is named for what it may have been (issue 19 item 12).
+        #expect(log.contains("The agent or master that ran this module before (pid \(dead)) ended without stopping "
+            + "what its commands and workers ran: "), "\(log.all)")
         #expect(await eventually(within: 2) { access(instance, F_OK) != 0 }, "the dead instance's subtree is removed")
         _ = module
         killAll(left)

@@ -150,12 +150,12 @@ final class CgroupTree: Sendable {
             }
         }
         if !killed.isEmpty {
-            let message = "The previous agent (pid \(agent)) ended without stopping what its commands and workers "
+            let message = "The \(WorkerRecords.previousHost(agent)) ended without stopping what its commands and workers "
                 + "ran: killed (cgroup.kill) \(killed.count) process(es) in \(path): \(killed.joined(separator: ", "))"
             logger.warning("\(message)")
         }
         if kept > 0 {
-            let message = "Left alone \(kept) process(es) the previous agent (pid \(agent)) kept after their command "
+            let message = "Left alone \(kept) process(es) the \(WorkerRecords.previousHost(agent)) kept after their command "
                 + "exited (<event>_leftover_processes=keep) in \(path); their cgroups go once they exit"
             logger.info("\(message)")
         }

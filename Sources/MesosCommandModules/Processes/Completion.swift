@@ -19,7 +19,10 @@ final class Completion<Value: Sendable>: Sendable {
             defer { state.waiter = nil }
             return (state.waiter, true)
         }
-        waiter?.resume(returning: value)
+        if let waiter {
+            HandOvers.note()
+            waiter.resume(returning: value)
+        }
         return completed
     }
 

@@ -111,6 +111,7 @@ final class EventLoop: @unchecked Sendable {
     /// iteration runs the inbox before it looks at the fds that woke it, so work handed over before a fd became
     /// ready runs before that fd is handled.
     func execute(wake: Bool = true, _ work: @escaping @Sendable (EventLoop) -> Void) {
+        if wake && HandOvers.isCounting && !isLoopThread { HandOvers.note() }
         let needsWake = inbox.withLock { inbox in
             inbox.work.append(work)
             guard wake, !inbox.wakePending else { return false }

@@ -62,6 +62,7 @@ final class Spawner: @unchecked Sendable {
 
     /// Runs `job` on a spawner thread, soon.
     func submit(_ job: @escaping @Sendable () -> Void) {
+        HandOvers.note()
         pthread_mutex_lock(mutex)
         jobs.append(job)
         if idle > 0 { pthread_cond_signal(condition) }
