@@ -154,6 +154,31 @@ final class HungMount: @unchecked Sendable {
         #expect(log.contains("(worker) cannot be read ("), "\(log.all)")
     }
 
+    /// Many events reading one watch at once, as 8 events in flight over 8 workers do: a thread that read the
+    /// clock before another wrote its later reading must not take the difference for a hung check (the wrapped
+    /// difference made `bench` trap in the log line's arithmetic).
+    @Test func eventsReadingAWatchAtOnceSeeNoHungCheck() async throws {
+        let path = sandbox.script("w.sh", "#!/bin/sh\n")
+        let log = CapturedLog()
+        let watch = CommandFileWatch(path: path, logger: log.logger)
+        let generations = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    var sum = 0
+                    let end = ContinuousClock.now + .milliseconds(1500)
+                    while ContinuousClock.now < end {
+                        for _ in 0..<100 { sum += await watch.generation() }
+                    }
+                    return sum
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(generations == 0, "the file did not change")
+        #expect(log.all.isEmpty, "\(log.all.prefix(3))")
+        watch.stop()
+    }
+
     /// A watch's thread ends with its pool (none left once the module is gone), even after a check that hung.
     @Test func aWatchsThreadEndsWithItsWatch() async throws {
         let path = sandbox.script("w.sh", "#!/bin/sh\n")

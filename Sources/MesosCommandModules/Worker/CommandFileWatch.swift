@@ -213,12 +213,12 @@ private final class Checker: @unchecked Sendable {
     func generation(now: UInt64) -> Answer {
         var hungFor: UInt64?
         let answer = state.withLock { state -> Answer in
-            let age = state.checkedAt.map { now &- $0 } ?? .max
+            let age = state.checkedAt.map { Self.elapsed(since: $0, now: now) } ?? .max
             if age < CommandFileWatch.freshness / 2 || state.stopped || !state.running {
                 return .known(state.generation)
             }
             if let since = state.inFlightSince {
-                let waited = now &- since
+                let waited = Self.elapsed(since: since, now: now)
                 if waited >= CommandFileWatch.hungAfter && !state.warnedHung {
                     state.warnedHung = true
                     hungFor = waited
@@ -297,7 +297,7 @@ private final class Checker: @unchecked Sendable {
         }
         // Logged before the waiting events go on: what they do next follows the lines.
         if wasHung {
-            logger.info("Command \"\(path)\" (worker): the stat(2) of its file returned after \(seconds(now &- since)) s.")
+            logger.info("Command \"\(path)\" (worker): the stat(2) of its file returned after \(seconds(Self.elapsed(since: since, now: now))) s.")
         }
         for (warning, message) in result.messages {
             if warning { logger.warning("\(message)") } else { logger.info("\(message)") }
@@ -346,8 +346,13 @@ private final class Checker: @unchecked Sendable {
         var code: Int32
     }
 
+    /// The time from `since` to `now`, 0 when `since` is later: another thread may have read the clock after
+    /// this one and written what it read first.
+    static func elapsed(since: UInt64, now: UInt64) -> UInt64 { now > since ? now - since : 0 }
+
+    /// Seconds with one decimal, for the log (never traps, whatever the value).
     private func seconds(_ nanoseconds: UInt64) -> String {
-        let tenths = (nanoseconds + 50_000_000) / 100_000_000
+        let tenths = nanoseconds / 100_000_000
         return "\(tenths / 10).\(tenths % 10)"
     }
 }
