@@ -46,7 +46,7 @@ zk=zk://127.0.0.1:$zk_port/mesos
 base=${MCM_IT_CLUSTER_PORT:-15141}
 master_ports=("" "$base" $((base + 1)) $((base + 2)))
 agent_ports=("" $((base + 3)) $((base + 4)))
-cooldown=20         # breaker_seconds of the breaker under test
+cooldown=30         # breaker_seconds of the breaker under test (the default): a probe, one timeout, per 30 s
 hook_timeout=2      # the hanging decorator's timeout
 measured=60         # tasks launched per breaker configuration
 declare -A pid_of   # daemon name -> pid
