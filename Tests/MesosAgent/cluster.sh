@@ -494,7 +494,7 @@ module_left() {
       echo "left: ${proc#/proc/} $(tr '\0' ' ' < "$proc/cmdline")"; left=1
     fi
   done
-  find "$work/tmp" -type f ! -path '*.workers.*' ! -name instance | sed 's/^/left: /'
+  find "$work/tmp" -type f ! -path '*.workers.*' ! -path "$work/tmp/*/*/instance" | sed 's/^/left: /'
   # A daemon stopped (SIGTERM) or killed destroys no module: its private directories, each holding only its
   # `instance` record (what proves to the next start that its maker is gone, SPEC §3), and its worker records
   # stay until the module next starts there (the restarted master showed that); none of an earlier instance.
@@ -505,7 +505,7 @@ module_left() {
       case ${entry##*/} in *".${pid_of[$daemon]}."*) ;; *) echo "left by an earlier instance: $entry"; left=1 ;; esac
     done
   done
-  [ $left -eq 0 ] && [ -z "$(find "$work/tmp" -type f ! -path '*.workers.*' ! -name instance)" ]
+  [ $left -eq 0 ] && [ -z "$(find "$work/tmp" -type f ! -path '*.workers.*' ! -path "$work/tmp/*/*/instance")" ]
 }
 check "nothing of the module is left once the daemons stop (no process, no event file)" wait_for 10 module_left
 stop zookeeper TERM

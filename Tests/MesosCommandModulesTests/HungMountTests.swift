@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import Testing
 
 @testable import MesosCommandModules
@@ -6,9 +7,10 @@ import Testing
 /// A file system that never answers: a FUSE mount whose daemon (this test) reads no request. Every lookup under
 /// it blocks in the kernel — as on an NFS server that went away — until the connection is closed, when it fails
 /// with ENOTCONN. Root only (mount(2) of /dev/fuse).
-final class HungMount: @unchecked Sendable {
+final class HungMount: Sendable {
     let path: String
-    private var fd: Int32
+    /// The /dev/fuse connection; -1 once released (taken by whichever thread releases first).
+    private let fd: Atomic<Int32>
 
     init?(at path: String) {
         guard getuid() == 0 else { return nil }
@@ -22,14 +24,14 @@ final class HungMount: @unchecked Sendable {
             return nil
         }
         self.path = path
-        self.fd = fd
+        self.fd = Atomic(fd)
     }
 
-    /// The file system answers again (with ENOTCONN): every blocked lookup returns. Idempotent.
+    /// The file system answers again (with ENOTCONN): every blocked lookup returns. Idempotent, from any thread.
     func release() {
+        let fd = fd.exchange(-1, ordering: .acquiringAndReleasing)
         guard fd >= 0 else { return }
         close(fd)
-        fd = -1
         umount2(path, Int32(MNT_DETACH))
         rmdir(path)
     }
@@ -168,6 +170,7 @@ final class HungMount: @unchecked Sendable {
                     let end = ContinuousClock.now + .milliseconds(1500)
                     while ContinuousClock.now < end {
                         for _ in 0..<100 { sum += await watch.generation() }
+                        await Task.yield()  // other suites' tasks keep their turn on the pool
                     }
                     return sum
                 }
@@ -179,16 +182,39 @@ final class HungMount: @unchecked Sendable {
         watch.stop()
     }
 
-    /// A watch's thread ends with its pool (none left once the module is gone), even after a check that hung.
+    /// A watch's thread ends with its watch — when the last reference goes, and when the watch goes while its
+    /// check hangs (then once the mount answers).
     @Test func aWatchsThreadEndsWithItsWatch() async throws {
-        let path = sandbox.script("w.sh", "#!/bin/sh\n")
-        var watch: CommandFileWatch? = CommandFileWatch(path: path, logger: CapturedLog().logger)
+        let before = threads(named: "mcm-watch").count
+        var watch: CommandFileWatch? = CommandFileWatch(path: sandbox.script("w.sh", "#!/bin/sh\n"), logger: CapturedLog().logger)
         #expect(await watch?.generation() == 0)
-        let running = watch!
-        #expect(running.isRunning)
+        #expect(await eventually(within: 2) { threads(named: "mcm-watch").count == before + 1 }, "its thread runs")
         watch = nil
-        running.stop()
-        #expect(await eventually(within: 2) { !running.isRunning })
-        #expect(await running.generation() == 0, "a stopped watch answers with the last state")
+        #expect(await eventually(within: 2) { threads(named: "mcm-watch").count == before }, "the thread ended")
+    }
+
+    @Test(.enabled(if: getuid() == 0 && access("/dev/fuse", R_OK | W_OK) == 0))
+    func aWatchGoneWhileItsCheckHangsEndsItsThreadOnceTheMountAnswers() async throws {
+        _ = sandbox.mkdir("release-1")
+        sandbox.script("release-1/w.sh", "#!/bin/sh\n")
+        #expect(symlink("release-1", sandbox.path + "/current") == 0)
+        let log = CapturedLog()
+        let before = threads(named: "mcm-watch").count
+        var watch: CommandFileWatch? = CommandFileWatch(path: sandbox.path + "/current/w.sh", logger: log.logger)
+        let hung = try #require(HungMount(at: sandbox.path + "/release-2"), "a FUSE mount (root, /dev/fuse)")
+        defer { hung.release() }
+        hung.releaseAfter(seconds: 20)
+        #expect(symlink("release-2", sandbox.path + "/current.new") == 0)
+        #expect(rename(sandbox.path + "/current.new", sandbox.path + "/current") == 0)
+        try await Task.sleep(for: .nanoseconds(2 * CommandFileWatch.freshness))
+        let start = ContinuousClock.now
+        #expect(await watch?.generation() == 0, "the last known state, the check hanging")
+        #expect(ContinuousClock.now - start < .milliseconds(500), "waited at most its patience")
+        watch = nil
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(threads(named: "mcm-watch").count == before + 1, "pinned by the hung stat")
+        hung.release()
+        #expect(await eventually(within: 3) { threads(named: "mcm-watch").count == before }, "gone once the mount answers")
+        #expect(!log.contains("cannot be read"), "a watch already gone says nothing more: \(log.all)")
     }
 }

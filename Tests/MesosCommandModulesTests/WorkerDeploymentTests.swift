@@ -28,11 +28,9 @@ import Testing
         #expect(rename(path + ".new", path) == 0)
     }
 
-    /// Waits until a change of the file made before is seen by every event that begins from now on: what the
-    /// last check off the pool saw is trusted for `CommandFileWatch.freshness` (SPEC §8).
-    func settle() async throws {
-        try await Task.sleep(for: .nanoseconds(2 * CommandFileWatch.freshness))
-    }
+    /// Waits until a change of the file made before is seen by every event that begins from now on (the file is
+    /// checked off the pool, SPEC §8): a check asked for now, waited for however long it takes on a busy machine.
+    func settle(_ module: IsolatorModule) async { await module.checkWorkerCommandFiles() }
 
     func module(_ path: String, _ extra: [(String, String)] = [], log: CapturedLog) throws -> IsolatorModule {
         let module = try isolator(sandbox, [
@@ -90,7 +88,7 @@ import Testing
                     if next % 1000 == 500 {
                         deployed += 1
                         deploy(path, version: deployed)
-                        try await settle()
+                        await settle(module)
                     }
                     submit(next)
                     next += 1
@@ -120,25 +118,25 @@ import Testing
         #expect(first.version == 1)
 
         unlink(path)
-        try await settle()
+        await settle(module)
         for _ in 0..<3 { #expect(try await usage(module) == first) }
         let gone = "warning: Command \"\(path)\" (worker) is gone from disk: its running workers keep serving, but a "
             + "worker started now (after a failure, or once one is replaced) would fail."
         #expect(log.all.filter { $0 == gone }.count == 1, "one warning: \(log.all)")
 
         deploy(path, version: 2)
-        try await settle()
+        await settle(module)
         let second = try await usage(module)
         #expect(second.version == 2 && second.pid != first.pid)
         #expect(await eventually(within: 3) { !processAlive(first.pid) }, "the replaced worker is gone")
 
         chmod(path, 0o644)
-        try await settle()
+        await settle(module)
         for _ in 0..<3 { #expect(try await usage(module) == second) }
         #expect(log.all.filter { $0.hasSuffix("(worker) is not executable (chmod +x): its running workers keep serving, "
             + "but a worker started now (after a failure, or once one is replaced) would fail.") }.count == 1, "\(log.all)")
         chmod(path, 0o755)
-        try await settle()
+        await settle(module)
         #expect(try await usage(module) == second, "the same file, executable again: no reload")
         #expect(log.contains("info: Command \"\(path)\" (worker) is back on disk, unchanged: its workers keep serving."))
 
@@ -147,7 +145,7 @@ import Testing
         let later = timespec(tv_sec: time(nil) + 10, tv_nsec: 0)
         var times = [later, later]
         #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
-        try await settle()
+        await settle(module)
         #expect(try await usage(module).version == 3)
         #expect(log.contains("info: Command \"\(path)\" (worker) changed on disk: it was modified (mtime "), "\(log.all)")
         #expect(module.workerRestarts(.usage) == 0)

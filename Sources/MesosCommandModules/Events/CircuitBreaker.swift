@@ -113,8 +113,10 @@ final class CircuitBreaker: Sendable {
             if admission.isProbe {
                 state.probeInFlight = false
                 guard let failure else {
+                    // Saturated: a clock read by another thread never makes it trap.
+                    let open = now > state.openedAt ? now - state.openedAt : 0
                     let transition = Transition.closed(
-                        failures: state.consecutiveFailures, openSeconds: Double(now - state.openedAt) / 1e9,
+                        failures: state.consecutiveFailures, openSeconds: Double(open) / 1e9,
                         shortCircuited: state.shortCircuited - state.shortCircuitedAtOpen)
                     state.isOpen = false
                     state.consecutiveFailures = 0

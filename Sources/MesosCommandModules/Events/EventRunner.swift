@@ -55,6 +55,12 @@ struct EventRunner: Sendable {
         for pool in workers.values { pool.waitUntilStopped(until: deadline) }
     }
 
+    /// Worker mode: a check of every worker command's file, waited for (tests: a change made before is then seen
+    /// by the next event).
+    func checkWorkerCommandFiles() async {
+        for pool in workers.values { await pool.file.checkNow() }
+    }
+
     /// Worker mode: workers of `event`'s command restarted after a failure (shared by the events of the command).
     func workerRestarts(_ event: Event) -> Int {
         guard let command = configuration.command(for: event), command.mode == .worker else { return 0 }

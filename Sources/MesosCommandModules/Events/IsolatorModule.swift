@@ -22,6 +22,9 @@ public final class IsolatorModule: CommandModule {
     /// same without waiting.
     public func stopWorkers() { events.stopWorkers() }
 
+    /// Worker mode: a check of every worker command's file on disk, waited for (tests).
+    func checkWorkerCommandFiles() async { await events.checkWorkerCommandFiles() }
+
     /// Worker mode: how many workers of `event`'s command were stopped after a failure and replaced (one count
     /// for all the events that share the command).
     public func workerRestarts(_ event: Event) -> Int { events.workerRestarts(event) }

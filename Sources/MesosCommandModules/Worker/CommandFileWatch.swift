@@ -56,23 +56,24 @@ public struct CommandFileState: Equatable, Sendable {
 /// send no events, the agent's user has a bounded number of watches, and a full event queue loses them. `stat`
 /// follows the path as exec(2) will.
 ///
-/// Where: never on the caller's thread. A `stat` of a file on a hung mount (NFS, FUSE) blocks until the mount
+/// Where: never on an event's thread. A `stat` of a file on a hung mount (NFS, FUSE) blocks until the mount
 /// answers — forever, maybe; on one of Swift's cooperative threads (one per core) that would stop every module's
-/// events after as many as there are cores. So each watch has its own thread that makes the checks, at most one
-/// at a time, and an event reads what the last check saw:
-/// - the last check began under ``freshness`` ago: the event goes on at once (a clock read and a lock), and one
-///   that finds it older than half of that asks for the next check without waiting for it — under a steady flow of
-///   events no event ever waits, and a file is checked about every 5 ms;
-/// - older (the first event after a pause): the event asks for a check and waits for it, at most ``patience``,
-///   and so sees a deployment made before it began;
+/// events after as many as there are cores. So each watch has its own thread that makes the checks, one at a
+/// time, and an event reads what the last check saw:
+/// - the last check was asked for under ``freshness`` ago: the event goes on at once (a clock read and a lock),
+///   and one that finds it older than half of that asks for the next check without waiting for it — under a
+///   steady flow of events no event waits, and the file is checked about every 5 ms;
+/// - older (the first event after a pause): the event waits for a check asked for once it began — at most
+///   ``patience``, and never past its deadline — and so sees a deployment made before it began;
 /// - a check that does not return (a hung mount): events are served by the last known state, one warning says
 ///   so after ``hungAfter``, and an INFO line when the check returns. One thread per watch is pinned, never more.
 ///
+/// The state the module loads with is read by the loading thread (which checked the command file already).
 /// A file that disappears or stops being executable keeps the running workers (a fresh one could not start):
 /// one warning, and a reload once a good file is back.
 public final class CommandFileWatch: Sendable {
     public let path: String
-    private let checker: Checker
+    let checker: FileChecker
 
     /// How long what a check saw is taken as the file's state: a deployment is noticed by the events that begin
     /// this long after it, at the latest (those that begin sooner may still be served by the replaced code).
@@ -84,32 +85,31 @@ public final class CommandFileWatch: Sendable {
 
     public init(path: String, logger: Logger) {
         self.path = path
-        checker = Checker(path: path, logger: logger)
+        checker = FileChecker(path: path, logger: logger)
         checker.start()
     }
 
     deinit { checker.stop() }
 
     /// The generation of the code on disk, as the last check saw it (waiting for a new check only after a
-    /// pause of ``freshness``, and for ``patience`` at most). Never blocks its thread.
-    public func generation() async -> Int {
-        let now = MonotonicClock.now()
-        switch checker.generation(now: now) {
+    /// pause of ``freshness``, for ``patience`` at most, and never past `deadline`, monotonic ns). Never blocks
+    /// its thread.
+    public func generation(deadline: UInt64 = .max) async -> Int {
+        switch checker.generation(now: MonotonicClock.now(), deadline: deadline) {
         case .known(let generation):
             return generation
-        case .wait(let completion, let until):
-            // Should the check hang, the event goes on at `until` with the last known state.
-            if let loop = try? EventLoop.shared() {
-                let checker = self.checker
-                loop.schedule(at: until) { completion.complete(checker.knownGeneration) }
-                return await completion.value
-            }
-            return checker.knownGeneration
+        case .wait(let completion):
+            return await completion.value
         }
     }
 
-    /// Stops the watch's thread once its check in hand returns. Later calls of ``generation()`` keep answering
-    /// with the last known state.
+    /// Asks for a check and waits for it, however long it takes (tests: a change made before is then seen).
+    func checkNow() async {
+        if let completion = checker.checkNow() { _ = await completion.value }
+    }
+
+    /// Stops the watch's thread once its check in hand returns. Later calls of ``generation(deadline:)`` keep
+    /// answering with the last known state.
     func stop() { checker.stop() }
 
     /// Whether the watch's thread is running (for tests).
@@ -117,9 +117,15 @@ public final class CommandFileWatch: Sendable {
 }
 
 /// The state of one watch, shared with its thread (which outlives the watch while a check hangs).
-private final class Checker: @unchecked Sendable {
+final class FileChecker: @unchecked Sendable {
     let path: String
     let logger: Logger
+
+    /// An event waiting for a check asked for at or after `began`.
+    private struct Waiter {
+        var completion: Completion<Int>
+        var began: UInt64
+    }
 
     private struct State {
         /// The last state seen (the good one workers run, while the file is missing or not executable).
@@ -129,11 +135,11 @@ private final class Checker: @unchecked Sendable {
         /// Why the file cannot start a worker now, if it cannot (warned once per cause).
         var problem: String?
         /// When the last completed check was asked for (what it saw is the file at that time or later).
-        var checkedAt: UInt64?
+        var checkedAt: UInt64
         /// When the check in flight was asked for.
         var inFlightSince: UInt64?
-        /// Events waiting for the check in flight.
-        var waiters: [Completion<Int>] = []
+        /// Events waiting for a check.
+        var waiters: [Waiter] = []
         /// The check in flight was reported as hung.
         var warnedHung = false
         /// The thread's wake-up (an eventfd; -1 once closed, by the thread, under the lock).
@@ -142,23 +148,26 @@ private final class Checker: @unchecked Sendable {
         var running = false
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     init(path: String, logger: Logger) {
         self.path = path
         self.logger = logger
+        let now = MonotonicClock.now()
+        let file = CommandFileState(path: path)
+        state = Mutex(State(file: file, checkedAt: now))
     }
 
     enum Answer {
         case known(Int)
-        case wait(Completion<Int>, until: UInt64)
+        case wait(Completion<Int>)
     }
 
     var knownGeneration: Int { state.withLock { $0.generation } }
     var isRunning: Bool { state.withLock { $0.running } }
 
-    /// Starts the thread and its first check. Without a thread (no fds, no threads), every event is served by
-    /// the state known at that time, and a warning says deployments are not noticed.
+    /// Starts the thread. Without it (no fds, no threads), every event is served by the state known at load,
+    /// and a warning says deployments are not noticed.
     func start() {
         let fd = mcm_eventfd()
         guard fd >= 0 else { return unwatched("cannot create an eventfd (\(SystemError.describe(errno)))") }
@@ -169,11 +178,11 @@ private final class Checker: @unchecked Sendable {
         var thread = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
         let rc = pthread_create(&thread, nil, { context in
-            Unmanaged<Checker>.fromOpaque(context!).takeRetainedValue().work()
+            Unmanaged<FileChecker>.fromOpaque(context!).takeRetainedValue().work()
             return nil
         }, context)
         guard rc == 0 else {
-            Unmanaged<Checker>.fromOpaque(context).release()
+            Unmanaged<FileChecker>.fromOpaque(context).release()
             state.withLock { state in
                 close(state.wakeFD)
                 state.wakeFD = -1
@@ -182,10 +191,6 @@ private final class Checker: @unchecked Sendable {
             return unwatched("cannot start its thread (\(SystemError.describe(rc)))")
         }
         pthread_detach(thread)
-        state.withLock { state in
-            state.inFlightSince = MonotonicClock.now()
-            wake(state)
-        }
     }
 
     private func unwatched(_ why: String) {
@@ -193,14 +198,14 @@ private final class Checker: @unchecked Sendable {
     }
 
     func stop() {
-        let waiters = state.withLock { state -> [Completion<Int>] in
+        let waiters = state.withLock { state -> [Waiter] in
             state.stopped = true
             wake(state)
             defer { state.waiters = [] }
             return state.waiters
         }
         let generation = knownGeneration
-        for waiter in waiters { waiter.complete(generation) }
+        for waiter in waiters { waiter.completion.complete(generation) }
     }
 
     /// Under the lock.
@@ -210,32 +215,36 @@ private final class Checker: @unchecked Sendable {
         _ = write(state.wakeFD, &one, 8)
     }
 
-    func generation(now: UInt64) -> Answer {
+    /// Under the lock: a check asked for now, unless one is in flight.
+    private func ask(_ state: inout State, now: UInt64) {
+        guard state.inFlightSince == nil else { return }
+        state.inFlightSince = now
+        wake(state)
+    }
+
+    func generation(now: UInt64, deadline: UInt64) -> Answer {
         var hungFor: UInt64?
+        var bound: UInt64?
         let answer = state.withLock { state -> Answer in
-            let age = state.checkedAt.map { Self.elapsed(since: $0, now: now) } ?? .max
-            if age < CommandFileWatch.freshness / 2 || state.stopped || !state.running {
-                return .known(state.generation)
-            }
+            guard state.running, !state.stopped else { return .known(state.generation) }
+            let age = Self.elapsed(since: state.checkedAt, now: now)
+            if age < CommandFileWatch.freshness / 2 { return .known(state.generation) }
             if let since = state.inFlightSince {
                 let waited = Self.elapsed(since: since, now: now)
                 if waited >= CommandFileWatch.hungAfter && !state.warnedHung {
                     state.warnedHung = true
                     hungFor = waited
                 }
-                guard age >= CommandFileWatch.freshness, waited < CommandFileWatch.patience else {
-                    return .known(state.generation)
-                }
-                let completion = Completion<Int>()
-                state.waiters.append(completion)
-                return .wait(completion, until: since + CommandFileWatch.patience)
+                // A check that has not returned in `patience` may never: the last known state serves.
+                if waited >= CommandFileWatch.patience { return .known(state.generation) }
+            } else {
+                ask(&state, now: now)
             }
-            state.inFlightSince = now
-            wake(state)
             guard age >= CommandFileWatch.freshness else { return .known(state.generation) }
             let completion = Completion<Int>()
-            state.waiters.append(completion)
-            return .wait(completion, until: now + CommandFileWatch.patience)
+            state.waiters.append(Waiter(completion: completion, began: now))
+            bound = min(now &+ CommandFileWatch.patience, deadline)
+            return .wait(completion)
         }
         if let hungFor {
             let message = "Command \"\(path)\" (worker): the stat(2) of its file has not returned for "
@@ -243,7 +252,28 @@ private final class Checker: @unchecked Sendable {
                 + "is noticed once it returns."
             logger.warning("\(message)")
         }
+        if case .wait(let completion) = answer {
+            // Should the check hang, the event goes on at its bound with the last known state.
+            if let bound, let loop = try? EventLoop.shared() {
+                loop.schedule(at: bound) { [self] in completion.complete(knownGeneration) }
+            } else {
+                completion.complete(knownGeneration)
+            }
+        }
         return answer
+    }
+
+    /// A check asked for now, and the completion of the first one that answers it; nil without a thread.
+    func checkNow() -> Completion<Int>? {
+        state.withLock { state -> Completion<Int>? in
+            guard state.running, !state.stopped else { return nil }
+            let now = MonotonicClock.now()
+            let completion = Completion<Int>()
+            // Asked for after any check in flight began: that one may have read the file before a change.
+            state.waiters.append(Waiter(completion: completion, began: now))
+            ask(&state, now: now)
+            return completion
+        }
     }
 
     // MARK: - The watch's thread
@@ -258,10 +288,12 @@ private final class Checker: @unchecked Sendable {
             if poll(&ready, 1, -1) < 0 && errno != EINTR { usleep(1000) }
             var count: UInt64 = 0
             _ = read(fd, &count, 8)
-            let (stopped, since) = state.withLock { ($0.stopped, $0.inFlightSince) }
-            if stopped { break }
-            guard let since else { continue }
-            check(askedAt: since)
+            // Checks one after the other while they are asked for: waiters that began after a check was asked
+            // for need the next one.
+            while let since = state.withLock({ $0.stopped ? nil : $0.inFlightSince }) {
+                check(askedAt: since)
+            }
+            if state.withLock({ $0.stopped }) { break }
         }
         state.withLock { state in
             close(state.wakeFD)
@@ -277,34 +309,39 @@ private final class Checker: @unchecked Sendable {
         let code = errno
         let (known, problem) = state.withLock { ($0.file, $0.problem) }
         var result = Outcome(generation: 0, file: known, problem: problem, messages: [])
-        if found, let known, problem == nil, known.matches(info) {
-            result.problem = nil
-        } else {
+        if !(found && known != nil && problem == nil && known!.matches(info)) {
             result = interpret(found ? .success(info) : .failure(Errno(code: code)), known: known, problem: problem)
         }
         let now = MonotonicClock.now()
-        let (waiters, generation, wasHung) = state.withLock { state -> ([Completion<Int>], Int, Bool) in
+        let (answered, generation, wasHung, stopped) = state.withLock {
+            state -> ([Waiter], Int, Bool, Bool) in
             state.generation += result.generation
             state.file = result.file
             state.problem = result.problem
             state.checkedAt = since
             state.inFlightSince = nil
-            defer {
-                state.waiters = []
-                state.warnedHung = false
+            let wasHung = state.warnedHung
+            state.warnedHung = false
+            // This check answers those that began before it was asked for; the others get the next one.
+            let answered = state.waiters.filter { $0.began <= since }
+            state.waiters.removeAll { $0.began <= since }
+            if !state.waiters.isEmpty { state.inFlightSince = now }
+            return (answered, state.generation, wasHung, state.stopped)
+        }
+        // Logged before the waiting events go on: what they do next follows the lines. A module already gone
+        // says nothing more.
+        if !stopped {
+            if wasHung {
+                let message = "Command \"\(path)\" (worker): the stat(2) of its file returned after "
+                    + "\(seconds(Self.elapsed(since: since, now: now))) s."
+                logger.info("\(message)")
             }
-            return (state.waiters, state.generation, state.warnedHung)
+            for (warning, message) in result.messages {
+                if warning { logger.warning("\(message)") } else { logger.info("\(message)") }
+            }
         }
-        // Logged before the waiting events go on: what they do next follows the lines.
-        if wasHung {
-            logger.info("Command \"\(path)\" (worker): the stat(2) of its file returned after \(seconds(Self.elapsed(since: since, now: now))) s.")
-        }
-        for (warning, message) in result.messages {
-            if warning { logger.warning("\(message)") } else { logger.info("\(message)") }
-        }
-        for waiter in waiters { waiter.complete(generation) }
+        for waiter in answered { waiter.completion.complete(generation) }
     }
-
     private struct Outcome {
         /// 1 when the code changed.
         var generation: Int

@@ -30,7 +30,7 @@ final class WorkerPool: Sendable {
     private let gracePeriod: Double
     private let lineLimit: Int
     private let logger: Logger
-    private let file: CommandFileWatch
+    let file: CommandFileWatch
     private let records: WorkerRecords?
     /// containment=cgroup: each worker runs in a cgroup of its own, killed with it.
     private let cgroups: CgroupTree?
@@ -112,7 +112,7 @@ final class WorkerPool: Sendable {
         } catch {
             throw failure(.setup("cannot start the engine's event loop: \(error)"))
         }
-        let handle = try await process(in: slot, loop: loop)
+        let handle = try await process(in: slot, deadline: deadline, loop: loop)
         let requestID = nextRequestID.wrappingAdd(1, ordering: .relaxed).oldValue
         let completion = Completion<WorkerReply>()
         released = true  // from here, the slot is freed by the worker (failure, dropped answer) or below
@@ -239,8 +239,8 @@ final class WorkerPool: Sendable {
     /// The worker of `slot`, started if it is not running, or replaced by a fresh one if its command changed on
     /// disk or it served `maxEvents` events — unless repeated failures put restarts on hold: then the event fails
     /// at once, naming the last failure (a live worker due for replacement serves it meanwhile).
-    private func process(in slot: Int, loop: EventLoop) async throws(CommandError) -> Handle {
-        let generation = await file.generation()
+    private func process(in slot: Int, deadline: Deadline, loop: EventLoop) async throws(CommandError) -> Handle {
+        let generation = await file.generation(deadline: deadline.nanoseconds)
         let maxEvents = self.maxEvents ?? .max
         let (current, due) = processes.withLock { processes -> (Handle?, Bool) in
             guard let handle = processes[slot] else { return (nil, false) }
