@@ -424,7 +424,7 @@ check "the measured launches were answered at once (…/short_circuited), but fo
   short_circuited
 # A second pair, alternated with the first: a 2-core VM has its pauses; the better run of each configuration is
 # compared, every run printed. Each run lasts one cool-down, so that a run with the breaker on pays its probe (one
-# timeout) once: the probe's cost is in the figure, not left to chance.
+# timeout, every cool-down + timeout) once, or at most once: its cost is in the figure, not left to chance.
 measure none-2 none
 measure on-2 on
 
