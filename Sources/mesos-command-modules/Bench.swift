@@ -240,14 +240,7 @@ struct Bench: AsyncParsableCommand {
         let skipped = try await backToBack(warmUp: events / 10) {
             _ = try await hook.run(.slaveRunTaskLabelDecorator, envelope: envelope)
         }
-        var isolatorConfiguration = ModuleConfiguration(
-            kind: .isolator, moduleName: "bench_rules_isolator",
-            commands: [CommandConfiguration(event: .usage, path: "/bin/true")])
-        isolatorConfiguration.commands[.usage]?.rule = try Rule(parsing: "label:team=nobody")
-        isolatorConfiguration.temporaryDirectory = tempDir ?? scratch.path
-        isolatorConfiguration.stateDirectory = scratch.path + "/state"
-        let isolator = try IsolatorModule(configuration: isolatorConfiguration, logger: logger)
-        try isolator.adopt(containerID: Self.container, containerConfig: SampleEnvelopes.containerConfig())
+        let isolator = try makeSkippedUsageIsolator(name: "bench_rules_isolator", scratch: scratch, logger: logger)
         let usage = try await backToBack(warmUp: 0) { _ = try await isolator.usage(containerID: Self.container) }
         print("")
         print("Events skipped by their `when` rule (no process started):")
@@ -255,6 +248,19 @@ struct Bench: AsyncParsableCommand {
             + "p99 \(us(skipped.p99))")
         print("  isolator_usage of a container whose rule did not match at prepare:           p50 \(us(usage.p50)) "
             + "p99 \(us(usage.p99))")
+    }
+
+    /// An isolator whose usage command's rule did not match the bench's container at prepare: its usage events
+    /// are skipped, no process started.
+    func makeSkippedUsageIsolator(name: String, scratch: ScratchDirectory, logger: Logger) throws -> IsolatorModule {
+        var configuration = ModuleConfiguration(
+            kind: .isolator, moduleName: name, commands: [CommandConfiguration(event: .usage, path: "/bin/true")])
+        configuration.commands[.usage]?.rule = try Rule(parsing: "label:team=nobody")
+        configuration.temporaryDirectory = tempDir ?? scratch.path
+        configuration.stateDirectory = scratch.path + "/state"
+        let isolator = try IsolatorModule(configuration: configuration, logger: logger)
+        try isolator.adopt(containerID: Self.container, containerConfig: SampleEnvelopes.containerConfig())
+        return isolator
     }
 
     /// How many times an event's work passes from one thread to another (``HandOvers``: counted by the engine
@@ -271,14 +277,7 @@ struct Bench: AsyncParsableCommand {
         let worker = scratch.path + "/worker.py"
         writeFile(worker, Self.trivialWorker, mode: 0o755)
         let workers = try makeIsolator(worker, scratch: scratch, logger: logger, name: "hand_overs_worker", mode: .worker)
-        var skippedConfiguration = ModuleConfiguration(
-            kind: .isolator, moduleName: "bench_hand_overs_skipped",
-            commands: [CommandConfiguration(event: .usage, path: "/bin/true")])
-        skippedConfiguration.commands[.usage]?.rule = try Rule(parsing: "label:team=nobody")
-        skippedConfiguration.temporaryDirectory = tempDir ?? scratch.path
-        skippedConfiguration.stateDirectory = scratch.path + "/state"
-        let skipped = try IsolatorModule(configuration: skippedConfiguration, logger: logger)
-        try skipped.adopt(containerID: Self.container, containerConfig: SampleEnvelopes.containerConfig())
+        let skipped = try makeSkippedUsageIsolator(name: "bench_hand_overs_skipped", scratch: scratch, logger: logger)
         let counts = [
             ("exec", try await perEvent { _ = try await exec.usage(containerID: Self.container) }),
             ("worker", try await perEvent { _ = try await workers.usage(containerID: Self.container) }),

@@ -68,6 +68,17 @@ final class HungMount: Sendable {
 @Suite(.serialized) struct HungMountTests {
     let sandbox = Sandbox()
 
+    /// The next release's directory on a mount that hangs (released at the latest after 20 s), `current`
+    /// switched to it as a deployment does, and time for a check to be due.
+    func switchCurrentToAHungRelease() async throws -> HungMount {
+        let hung = try #require(HungMount(at: sandbox.path + "/release-2"), "a FUSE mount (root, /dev/fuse)")
+        hung.releaseAfter(seconds: 20)
+        #expect(symlink("release-2", sandbox.path + "/current.new") == 0)
+        #expect(rename(sandbox.path + "/current.new", sandbox.path + "/current") == 0)
+        try await Task.sleep(for: .nanoseconds(2 * CommandFileWatch.freshness))
+        return hung
+    }
+
     func usage(_ module: IsolatorModule) async -> Result<Int, any Error> {
         do {
             let statistics = try JSONValue(parsing: try await module.usage(containerID: cid("c1")))
@@ -111,13 +122,8 @@ final class HungMount: Sendable {
         try other.adopt(containerID: cid("c1"), containerConfig: "{}")
         for worker in workers { #expect(try await usage(worker).get() == 1, "the worker serves") }
 
-        // The next release's directory is on a mount that hangs; `current` is switched to it.
-        let hung = try #require(HungMount(at: sandbox.path + "/release-2"), "a FUSE mount (root, /dev/fuse)")
+        let hung = try await switchCurrentToAHungRelease()
         defer { hung.release() }
-        hung.releaseAfter(seconds: 20)
-        #expect(symlink("release-2", sandbox.path + "/current.new") == 0)
-        #expect(rename(sandbox.path + "/current.new", sandbox.path + "/current") == 0)
-        try await Task.sleep(for: .nanoseconds(2 * CommandFileWatch.freshness))
 
         // More events at once than Swift has cooperative threads, for 1.5 s: each is answered by the running
         // worker, and the other module's events go on, each well within its timeout.
@@ -201,12 +207,8 @@ final class HungMount: Sendable {
         let log = CapturedLog()
         let before = threads(named: "mcm-watch").count
         var watch: CommandFileWatch? = CommandFileWatch(path: sandbox.path + "/current/w.sh", logger: log.logger)
-        let hung = try #require(HungMount(at: sandbox.path + "/release-2"), "a FUSE mount (root, /dev/fuse)")
+        let hung = try await switchCurrentToAHungRelease()
         defer { hung.release() }
-        hung.releaseAfter(seconds: 20)
-        #expect(symlink("release-2", sandbox.path + "/current.new") == 0)
-        #expect(rename(sandbox.path + "/current.new", sandbox.path + "/current") == 0)
-        try await Task.sleep(for: .nanoseconds(2 * CommandFileWatch.freshness))
         let start = ContinuousClock.now
         #expect(await watch?.generation() == 0, "the last known state, the check hanging")
         #expect(ContinuousClock.now - start < .milliseconds(500), "waited at most its patience")
