@@ -429,6 +429,11 @@ measure none-2 none
 measure on-2 on
 
 phase "the dependency comes back: decorations resume within one cool-down (${cooldown}s)"
+# The last measured run may end with a probe still in the leader's hook: let it time out first, so that it does
+# not see the dependency back and leave the stop file before this run launches anything (a race seen in CI).
+probe_done() { ! pgrep -f "$work/scripts/dependency.sh" > /dev/null; }
+check "no decorator of the measured runs is still running" wait_for $((hook_timeout + 5)) probe_done
+rm -f "$work/decorated-again"
 touch "$work/dependency-up"
 back=$(now)
 framework breaker-back --name breaker-on --tasks $((2 * cooldown)) --interval 1 --deadline $((3 * cooldown)) \
