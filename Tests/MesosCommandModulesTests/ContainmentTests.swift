@@ -10,7 +10,8 @@ import Testing
     let sandbox = Sandbox()
     static let canUseCgroups = (try? CgroupHierarchy.find().get()) != nil
 
-    /// A script that leaves a `setsid` daemon and a double-forked sleeper behind, writing their pids to `pids`.
+    /// A script that leaves a `setsid` daemon and a double-forked sleeper behind, writing their pids to `pids`; it
+    /// goes on once both are `sleep` (a pid is written just before its exec), so that the log names them so.
     func leaverScript(_ name: String, exitCode: Int = 0, then: String = "") -> (script: String, pids: String) {
         let pids = sandbox.path + "/\(name).pids"
         let script = sandbox.script(name, """
@@ -18,6 +19,9 @@ import Testing
             setsid sh -c 'echo $$ >> \(pids); exec sleep 300' </dev/null >/dev/null 2>&1 &
             ( sh -c 'echo $$ >> \(pids); exec sleep 301' </dev/null >/dev/null 2>&1 & ) &
             while [ "$(wc -l < \(pids) 2>/dev/null)" != 2 ]; do sleep 0.01; done
+            for pid in $(cat \(pids)); do
+              while [ "$(cat /proc/$pid/comm 2>/dev/null)" != sleep ]; do sleep 0.01; done
+            done
             \(then)
             exit \(exitCode)
             """)
