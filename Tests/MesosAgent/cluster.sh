@@ -483,8 +483,8 @@ figures on-2 "breaker on, 2nd"
 figures none-3 "no hanging hook, 3rd"
 figures on-3 "breaker on, 3rd"
 figures off "breaker off"
-echo "#   (the % column: of the median run without the hook, ${none_rate} tasks/s; the median with the breaker on:" \
-  "${on_rate} tasks/s)"
+printf '#   (the %% column: of the median run without the hook, %.1f tasks/s; the median with the breaker on: %.1f)\n' \
+  "$none_rate" "$on_rate"
 check "breaker on, dependency down: launches at >= 80 % of the rate without the hook (the median of three runs each)" \
   awk -v a="$on_rate" -v b="$none_rate" 'BEGIN { exit !(b > 0 && a >= 0.8 * b) }'
 # Off, each launch holds the master for the hook's timeout: at most one launch per timeout, whatever the agents do.
