@@ -46,6 +46,8 @@ let package = Package(
             name: "mesos-command-modules",
             dependencies: [
                 "MesosCommandModules",
+                // `bench` measures events through the C ABI too, as the Mesos module calls them.
+                "MesosCommandModulesABI", "CMesosCommandModules",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -454,6 +454,22 @@ int mcm_timerfd_arm(int fd, uint64_t deadline_ns) {
 
 void mcm_name_thread(const char *name) { pthread_setname_np(pthread_self(), name); }
 
+static _Thread_local int start_here;
+
+void mcm_set_start_here(int value) { start_here = value; }
+
+static _Thread_local int running_loop_job;
+
+void mcm_set_running_loop_job(int value) { running_loop_job = value; }
+
+int mcm_running_loop_job(void) { return running_loop_job; }
+
+int mcm_take_start_here(void) {
+    int value = start_here;
+    start_here = 0;
+    return value;
+}
+
 int mcm_is_cgroup2(const char *path) {
     struct statfs info;
     if (statfs(path, &info) != 0) return -1;

@@ -20,8 +20,18 @@ final class ABIModule: Sendable {
     private let running = Mutex<[UInt64: RunningEvent]>([:])
 
     private struct RunningEvent {
-        let task: Task<Void, Never>
+        /// Nil while the task's first part runs on Mesos' thread (see `start`).
+        var task: Task<Void, Never>?
         let reply: Reply
+        /// Cancelled before its task was known: cancelled as soon as it is.
+        var cancelRequested = false
+    }
+
+    /// The event's task, to cancel outside the lock (a cancellation handler may finish the event); an event whose task
+    /// is not known yet is marked, and `start` cancels it once it is.
+    private func taskToCancel(_ token: UInt64, in running: inout [UInt64: RunningEvent]) -> Task<Void, Never>? {
+        if running[token]?.task == nil { running[token]?.cancelRequested = true }
+        return running[token]?.task
     }
 
     /// How long past `grace_period` `mcm_module_destroy` waits for running events before it answers them
@@ -82,17 +92,42 @@ final class ABIModule: Sendable {
         }
     }
 
-    /// Starts `body` as a cancellable event whose outcome goes to `reply`; returns its token.
-    func start(_ reply: Reply, _ body: @escaping @Sendable () async -> Outcome) -> UInt64 {
+    /// Starts `body` as a cancellable event whose outcome goes to `reply`; returns its token. `executor`: where
+    /// the event's task runs (``EventExecution``; nil: Swift's pool).
+    ///
+    /// On the loop, the task starts on the calling thread (``EventExecution/startHere(_:)``): an event that never blocks does its
+    /// first part — envelope, request written to its worker — on Mesos' thread, which would otherwise only hand it
+    /// over, and goes on on the loop from its first suspension (the answer, read by the loop). Its callback may then
+    /// come before this returns (an event answered without waiting, e.g. by an open breaker), as the C header allows.
+    func start(_ reply: Reply, on executor: (any TaskExecutor)? = nil, _ body: @escaping @Sendable () async -> Outcome)
+        -> UInt64
+    {
         let token = Self.makeToken()
-        HandOvers.note()  // from Mesos' thread to Swift's pool
-        running.withLock { running in
-            let task = Task {
+        guard let executor else {
+            HandOvers.note()  // from Mesos' thread to Swift's pool
+            running.withLock { running in
+                let task = Task {
+                    reply.send(await body())
+                    self.finished(token)
+                }
+                running[token] = RunningEvent(task: task, reply: reply)
+            }
+            return token
+        }
+        // Known before the task runs, which may finish before `immediate` returns: `finished` then removed it.
+        running.withLock { $0[token] = RunningEvent(task: nil, reply: reply) }
+        let task = EventExecution.startHere {
+            Task(executorPreference: executor) {
                 reply.send(await body())
                 self.finished(token)
             }
-            running[token] = RunningEvent(task: task, reply: reply)
         }
+        let cancel = running.withLock { running -> Bool in
+            guard running[token] != nil else { return false }
+            running[token]?.task = task
+            return running[token]!.cancelRequested
+        }
+        if cancel { task.cancel() }
         return token
     }
 
@@ -101,13 +136,14 @@ final class ABIModule: Sendable {
     }
 
     func cancel(_ token: UInt64) {
-        running.withLock { $0[token] }?.task.cancel()
+        running.withLock { taskToCancel(token, in: &$0) }?.cancel()
     }
 
     /// Cancels every running event and waits up to `seconds` for their callbacks; an event still running then
     /// (its process stuck in the kernel) gets MCM_STATUS_CANCELLED from this thread, and nothing after.
     func cancelAll(waitingUpTo seconds: Double) {
-        for event in running.withLock({ Array($0.values) }) { event.task.cancel() }
+        let tasks = running.withLock { running in running.keys.compactMap { taskToCancel($0, in: &running) } }
+        for task in tasks { task.cancel() }
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         while running.withLock({ !$0.isEmpty }) && ContinuousClock.now < deadline {
             usleep(1000)

@@ -146,7 +146,9 @@ public func mcm_run_event(
             reply.send(.none)
             return ABIModule.makeToken()
         case .admitted(let admitted):
-            return instance.start(reply) { await EventDispatch.run(admitted, call, on: hook) }
+            return instance.start(reply, on: EventExecution.executor(for: event, of: hook.configuration)) {
+                await EventDispatch.run(admitted, call, on: hook)
+            }
         }
     }
     if case .isolator(let isolator) = instance.instance, event == .prepare {
@@ -158,7 +160,7 @@ public func mcm_run_event(
             await call.during { await EventDispatch.prepare(input, decided, on: isolator) }
         }
     }
-    return instance.start(reply) {
+    return instance.start(reply, on: EventExecution.executor(for: event, of: instance.configuration)) {
         // A watch runs its command again and again, each run under its own timeout.
         event == .watch ? await EventDispatch.run(event, input, on: instance.instance)
             : await call.during { await EventDispatch.run(event, input, on: instance.instance) }

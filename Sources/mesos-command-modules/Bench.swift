@@ -125,6 +125,7 @@ struct Bench: AsyncParsableCommand {
         let back = try await backToBack(warmUp: events / 10) { _ = try await module.usage(containerID: Self.container) }
         print("  worker event p50 / p99, back to back:                             \(ms(back.p50)) / \(ms(back.p99))"
             + "  → \(ratio(back.p50 / floor.p50)) / \(ratio(back.p99 / floor.p99)) × the floor")
+        try await benchWorkersThroughTheABI(worker, trivial: trivial, scratch: scratch, floor: floor)
         let check = await measureChangeDetection(worker)
         print("  of which the deployment check (the last stat, made off the pool):\(us(check.p50)) / \(us(check.p99))"
             + "  → \(format2(check.p50 / back.p50 * 100)) % of the back-to-back p50")
@@ -155,6 +156,61 @@ struct Bench: AsyncParsableCommand {
         let (e, w) = (Percentiles(execTimes), Percentiles(workerTimes))
         print("  examples/isolator/usage.py: exec p50 \(ms(e.p50)), worker p50 \(ms(w.p50)) → \(ratio(e.p50 / w.p50)) × faster "
             + "(p99 \(ms(e.p99)) / \(ms(w.p99)))")
+    }
+
+    /// Worker events as the Mesos module runs them: `mcm_run_event`, answered through the C callback (see
+    /// ``ABIIsolator``), the event's task on the event loop (``EventExecution``) and, in the same run, on Swift's
+    /// pool as before; back to back and each after a floor spawn; with the hand-overs counted.
+    func benchWorkersThroughTheABI(_ worker: String, trivial: String, scratch: ScratchDirectory, floor: Percentiles)
+        async throws
+    {
+        let module = try ABIIsolator(parameters: [
+            ("module_name", "bench_abi_worker"), ("temp_dir", tempDir ?? scratch.path),
+            ("state_dir", scratch.path + "/state"), ("isolator_usage_command", worker),
+            ("isolator_usage_mode", "worker"), ("isolator_usage_workers", "8"), ("isolator_usage_failure_policy", "fail")])
+        defer { EventExecution.onTheLoop.store(true, ordering: .relaxed) }
+        for onTheLoop in [true, false] {
+            EventExecution.onTheLoop.store(onTheLoop, ordering: .relaxed)
+            for _ in 0..<(events / 10) { try module.usage() }
+            let back = try await backToBack(warmUp: 0) { try module.usage() }
+            let after = try measureAfterFloor(trivial, scratch: scratch) { try module.usage() }
+            HandOvers.startCounting()
+            for _ in 0..<200 { try module.usage() }
+            HandOvers.stopCounting()
+            let handOvers = Double(HandOvers.count) / 200
+            _ = try module.throughput(inFlight: 8, events: 5000)  // warm-up: the workers, their CPUs
+            let perSecond = try module.throughput(inFlight: 8, events: max(throughputEvents, 50000))
+            let place = onTheLoop ? "task on the event loop" : "task on Swift's pool   "
+            print("  C ABI (as Mesos calls it), \(place), back to back: \(ms(back.p50)) / \(ms(back.p99))"
+                + "  → \(ratio(back.p50 / floor.p50)) / \(ratio(back.p99 / floor.p99)) × the floor; after a floor spawn "
+                + "\(ratio(after.engine.p50 / after.floor.p50)) / \(ratio(after.engine.p99 / after.floor.p99)) ×; "
+                + "hand-overs \(format2(handOvers)); 8 in flight over 8 workers \(Int(perSecond)) events/s")
+        }
+    }
+
+    /// `event` alternated with the floor (posix_spawn + waitpid of `path`), as `measureLatency` does.
+    func measureAfterFloor(_ path: String, scratch: ScratchDirectory, _ event: () throws -> Void) throws
+        -> (floor: Percentiles, engine: Percentiles)
+    {
+        let files = ["in", "out", "err"].map { scratch.path + "/floor-" + $0 }
+        for file in files { writeFile(file, "{}", mode: 0o600) }
+        var cArgs: [UnsafeMutablePointer<CChar>?] = ([path] + files).map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        var floor: [Double] = []
+        var engine: [Double] = []
+        for _ in 0..<events {
+            var start = ContinuousClock.now
+            var pid: pid_t = 0
+            let rc = posix_spawn(&pid, path, nil, nil, &cArgs, environ)
+            guard rc == 0 else { throw ValidationError("posix_spawn \(path): \(String(cString: strerror(rc)))") }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            floor.append(seconds(ContinuousClock.now - start))
+            start = ContinuousClock.now
+            try event()
+            engine.append(seconds(ContinuousClock.now - start))
+        }
+        return (Percentiles(floor), Percentiles(engine))
     }
 
     /// containment=cgroup against containment=process_group, in the same run, events alternated with the floor:

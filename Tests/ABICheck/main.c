@@ -348,6 +348,11 @@ static void check_isolator(void) {
     CHECK(wait_for(&w, 10) && w.status == MCM_STATUS_RESULT && strstr(w.data, "\"cpus_limit\":2") &&
               strstr(w.data, "\"timestamp\":"),
           "isolator: usage gets the remembered container_config and a timestamp", "%s", w.data);
+    /* Exec mode touches files: its task runs on Swift's pool, never on the engine's event loop. */
+    char exec_thread[32] = "";
+    pthread_getname_np(w.thread, exec_thread, sizeof exec_thread);
+    CHECK(strcmp(exec_thread, "mcm-event-loop") != 0, "isolator: an exec usage is answered from a thread of the pool",
+          "%s", exec_thread);
 
     /* Sixteen usage events in flight at once, all answered. */
     waiter many[16];
@@ -533,6 +538,13 @@ static void check_worker_destroy(void) {
     if (f) fclose(f);
     CHECK(answered == 20 && started == 1, "worker: one process serves 20 events", "%d answered, %d started", answered,
           started);
+    /* A worker-mode usage touches no file: its task runs on the event loop, which read the answer (issue 22). */
+    waiter last;
+    run(m, "isolator_usage", id_only, 1, &last);
+    char thread[32] = "";
+    if (wait_for(&last, 10)) pthread_getname_np(last.thread, thread, sizeof thread);
+    CHECK(last.status == MCM_STATUS_RESULT && strcmp(thread, "mcm-event-loop") == 0,
+          "worker: a worker usage is answered from the event loop's thread", "%d from '%s'", last.status, thread);
 
     waiter slow;
     mcm_fragment slow_id[] = {fragment("container_id", "{\"value\":\"slow\"}")};

@@ -137,6 +137,14 @@ int mcm_inotify_read(int fd, int *wds, int capacity);
 /// Names the calling thread (15 characters at most), as `ps -T` and /proc/<pid>/task/*/comm show it.
 void mcm_name_thread(const char *name);
 
+/* A flag of the calling thread (thread-local): set while an event's task is created to start on this thread
+   (EventExecution), taken — read and cleared — by the event loop's executor when it is handed the task's first job. */
+void mcm_set_start_here(int value);
+int mcm_take_start_here(void);
+/* Another flag of the calling thread: set while it runs a job of the event loop's executor in the loop's stead. */
+void mcm_set_running_loop_job(int value);
+int mcm_running_loop_job(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -62,6 +62,9 @@ final class EventLoop: @unchecked Sendable {
 
     // Owned by the loop thread.
     private var clients: [UInt64: any LoopClient] = [:]
+    /// Jobs of tasks that prefer the loop (``TaskExecutor``) enqueued by the loop thread itself — typically a task
+    /// resumed by a client's `ready`: run at the end of the same pass, without a wake-up.
+    private var jobs: [UnownedJob] = []
     private var scratch = [UInt8](repeating: 0, count: 1 << 16)
 
     private init() throws(SystemFailure) {
@@ -159,6 +162,13 @@ final class EventLoop: @unchecked Sendable {
     /// Whether the caller runs on the loop thread.
     var isLoopThread: Bool { pthread_equal(pthread_self(), thread) != 0 }
 
+    /// Whether the caller runs on the thread of the process's loop, if it was started.
+    static var isOnLoopThread: Bool { instance.withLock { $0 }?.isLoopThread ?? false }
+
+    /// Whether the caller runs a task whose executor is the loop: on the loop thread, or the first part of a task
+    /// started on its creator's thread (``EventExecution/startHere(_:)``).
+    static var runsLoopJob: Bool { mcm_running_loop_job() != 0 || isOnLoopThread }
+
     /// Registers `fd` of client `id`; returns 0 or the errno of epoll_ctl.
     func register(_ fd: Int32, id: UInt64, tag: UInt8, writable: Bool = false) -> Int32 {
         mcm_epoll_add(epollFD, fd, id << 3 | UInt64(tag & 7), writable ? 1 : 0) == 0 ? 0 : errno
@@ -236,6 +246,16 @@ final class EventLoop: @unchecked Sendable {
             for client in Array(clients.values) {
                 if let due = client.wakeAt, due <= now { client.wake(now: now, loop: self) }
             }
+            runJobs()
+        }
+    }
+
+    /// Runs the jobs the loop thread enqueued for itself, and those they enqueue in turn.
+    private func runJobs() {
+        while !jobs.isEmpty {
+            let batch = jobs
+            jobs.removeAll(keepingCapacity: true)
+            for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
         }
     }
 
@@ -248,5 +268,26 @@ final class EventLoop: @unchecked Sendable {
         let now = MonotonicClock.now()
         guard earliest > now else { return 0 }
         return Int32(clamping: (earliest - now + 999_999) / 1_000_000)
+    }
+}
+
+/// The loop as the executor of the tasks of events that never block (``EventExecution``): a task resumed by
+/// what the loop learns — a worker's answer — goes on on the loop thread in the same pass, instead of waiting for a
+/// thread of Swift's pool to be woken for it. Work enqueued from another thread is handed over as any other.
+///
+/// A task created inside ``EventExecution/startHere(_:)`` runs its first part on the creating thread instead: up to
+/// its first suspension, before its creation returns.
+extension EventLoop: TaskExecutor {
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        if isLoopThread {
+            jobs.append(job)
+        } else if mcm_take_start_here() != 0 {
+            mcm_set_running_loop_job(1)
+            defer { mcm_set_running_loop_job(0) }
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        } else {
+            execute { loop in job.runSynchronously(on: loop.asUnownedTaskExecutor()) }
+        }
     }
 }
