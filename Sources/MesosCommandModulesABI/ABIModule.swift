@@ -97,8 +97,9 @@ final class ABIModule: Sendable {
     ///
     /// On the loop, the task starts on the calling thread (``EventExecution/startHere(_:)``): an event that never blocks does its
     /// first part — envelope, request written to its worker — on Mesos' thread, which would otherwise only hand it
-    /// over, and goes on on the loop from its first suspension (the answer, read by the loop). Its callback may then
-    /// come before this returns (an event answered without waiting, e.g. by an open breaker), as the C header allows.
+    /// over, and goes on on the loop from its first suspension (the answer, read by the loop). An event answered
+    /// without waiting (an open breaker, a worker backing off, an answer read before the request's writer suspended)
+    /// moves to the loop before its callback: the callback never comes from the calling thread, as for any event.
     func start(_ reply: Reply, on executor: (any TaskExecutor)? = nil, _ body: @escaping @Sendable () async -> Outcome)
         -> UInt64
     {
@@ -114,11 +115,13 @@ final class ABIModule: Sendable {
             }
             return token
         }
-        // Known before the task runs, which may finish before `immediate` returns: `finished` then removed it.
+        // Known before the task runs, which may finish before it is created: `finished` then removed it.
         running.withLock { $0[token] = RunningEvent(task: nil, reply: reply) }
         let task = EventExecution.startHere {
             Task(executorPreference: executor) {
-                reply.send(await body())
+                let outcome = await body()
+                await EventExecution.leaveTheCallersThread()
+                reply.send(outcome)
                 self.finished(token)
             }
         }

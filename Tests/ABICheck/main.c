@@ -545,6 +545,17 @@ static void check_worker_destroy(void) {
     if (wait_for(&last, 10)) pthread_getname_np(last.thread, thread, sizeof thread);
     CHECK(last.status == MCM_STATUS_RESULT && strcmp(thread, "mcm-event-loop") == 0,
           "worker: a worker usage is answered from the event loop's thread", "%d from '%s'", last.status, thread);
+    /* One that fails before it waits for anything (its first part runs on this thread) is answered from there too,
+       never from this thread. */
+    waiter bad;
+    mcm_fragment bad_id[] = {fragment("container_id", "not json")};
+    run(m, "isolator_usage", bad_id, 1, &bad);
+    thread[0] = 0;
+    if (wait_for(&bad, 10)) pthread_getname_np(bad.thread, thread, sizeof thread);
+    CHECK(bad.status == MCM_STATUS_ERROR && !pthread_equal(bad.thread, pthread_self()) &&
+              strcmp(thread, "mcm-event-loop") == 0,
+          "worker: an event failing before it waits is answered from the loop, not the calling thread", "%d from '%s'",
+          bad.status, thread);
 
     waiter slow;
     mcm_fragment slow_id[] = {fragment("container_id", "{\"value\":\"slow\"}")};

@@ -11,7 +11,10 @@ import Testing
 
     /// A bash worker answering every request; it starts a helper (`sleep 1000 &`) and writes the helper's pid
     /// to `<name>.helper`, its own to `<name>.pid`, and what it saw of its end (`term`, `eof`) to `<name>.end`.
-    /// A `stubborn` one ignores SIGTERM and keeps running after the end of its stdin.
+    /// A `stubborn` one ignores SIGTERM and keeps running after the end of its stdin; a polite one waits a second
+    /// after the end of its stdin before it exits, for the SIGTERM: the kernel closes a dead host's fds (the end of
+    /// stdin) before or after its thread that started the worker ends (the SIGTERM of PR_SET_PDEATHSIG), depending
+    /// on which of the host's threads ends last.
     func worker(_ name: String, stubborn: Bool) -> String {
         let file = sandbox.path + "/" + name
         return sandbox.script(name, """
@@ -25,7 +28,7 @@ import Testing
               printf '{"id":%s,"output":{"processes":1}}\\n' "$id"
             done
             echo eof >> '\(file).end'
-            \(stubborn ? "while :; do sleep 0.2; done" : "exit 0")
+            \(stubborn ? "while :; do sleep 0.2; done" : "sleep 1 & wait $!; kill $! 2> /dev/null; exit 0")
             """)
     }
 

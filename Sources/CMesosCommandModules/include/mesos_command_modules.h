@@ -95,8 +95,9 @@ typedef struct {
    thread, before mcm_run_event returns, when the event is refused before it starts (no module, unknown event
    key) or decided without a command (a hook event its `when` rule skips: MCM_STATUS_NONE); or from the thread
    in mcm_module_destroy (see there). `data` is borrowed. The callback must not call back into this library for
-   the same module, and must not block: for a worker-mode hook, usage or status event it runs on the engine's
-   event loop thread (the one that read the worker's answer), which every module's commands and workers wait on. */
+   the same module, must not block and must not destroy a module: for a worker-mode hook, usage or status event it
+   runs on the engine's event loop thread (the one that read the worker's answer), which every module's commands
+   and workers wait on. */
 typedef void (*mcm_result_callback)(void *context, mcm_status status, const char *data, size_t length);
 
 /*

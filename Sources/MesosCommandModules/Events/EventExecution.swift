@@ -30,6 +30,16 @@ public enum EventExecution {
         return create()
     }
 
+    /// In a task started by ``startHere(_:)``, still on its creator's thread (it has not waited yet): goes on on the
+    /// loop thread. Elsewhere, returns at once. For an answer that must not reach its caller from the caller's own
+    /// thread, before the call that started the task has returned.
+    public static func leaveTheCallersThread() async {
+        guard mcm_running_loop_job() != 0, let loop = try? EventLoop.shared() else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            loop.execute { _ in continuation.resume() }
+        }
+    }
+
     /// Whether `event` of such a module does nothing, from its start to its answer, that may block its thread.
     public static func neverBlocks(_ event: Event, of configuration: ModuleConfiguration) -> Bool {
         guard let command = configuration.command(for: event), command.mode == .worker else { return false }
