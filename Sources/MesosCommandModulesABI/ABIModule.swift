@@ -99,7 +99,7 @@ final class ABIModule: Sendable {
     /// first part — envelope, request written to its worker — on Mesos' thread, which would otherwise only hand it
     /// over, and goes on on the loop from its first suspension (the answer, read by the loop). An event answered
     /// without waiting (an open breaker, a worker backing off, an answer read before the request's writer suspended)
-    /// moves to the loop before its callback: the callback never comes from the calling thread, as for any event.
+    /// has its callback called from the loop: never from the calling thread, as for any event.
     func start(_ reply: Reply, on executor: (any TaskExecutor)? = nil, _ body: @escaping @Sendable () async -> Outcome)
         -> UInt64
     {
@@ -120,9 +120,15 @@ final class ABIModule: Sendable {
         let task = EventExecution.startHere {
             Task(executorPreference: executor) {
                 let outcome = await body()
-                await EventExecution.leaveTheCallersThread()
-                reply.send(outcome)
-                self.finished(token)
+                if EventExecution.onTheCreatorsThread {
+                    EventExecution.onTheLoop {
+                        reply.send(outcome)
+                        self.finished(token)
+                    }
+                } else {
+                    reply.send(outcome)
+                    self.finished(token)
+                }
             }
         }
         let cancel = running.withLock { running -> Bool in

@@ -30,14 +30,16 @@ public enum EventExecution {
         return create()
     }
 
-    /// In a task started by ``startHere(_:)``, still on its creator's thread (it has not waited yet): goes on on the
-    /// loop thread. Elsewhere, returns at once. For an answer that must not reach its caller from the caller's own
-    /// thread, before the call that started the task has returned.
-    public static func leaveTheCallersThread() async {
-        guard mcm_running_loop_job() != 0, let loop = try? EventLoop.shared() else { return }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            loop.execute { _ in continuation.resume() }
-        }
+    /// Whether the caller is the first part of a task started by ``startHere(_:)``, still on its creator's thread:
+    /// it has not waited yet — or what it waited for was there before it could suspend (a continuation resumed
+    /// before its task suspended goes on on the same thread).
+    public static var onTheCreatorsThread: Bool { mcm_running_loop_job() != 0 }
+
+    /// Runs `work` on the loop thread (for an answer that must not reach its caller from the caller's own thread,
+    /// before the call that started the event has returned); here if the loop cannot be had.
+    public static func onTheLoop(_ work: @escaping @Sendable () -> Void) {
+        guard let loop = try? EventLoop.shared() else { return work() }
+        loop.execute { _ in work() }
     }
 
     /// Whether `event` of such a module does nothing, from its start to its answer, that may block its thread.
