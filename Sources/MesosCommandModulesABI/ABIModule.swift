@@ -104,14 +104,14 @@ final class ABIModule: Sendable {
         -> UInt64
     {
         let token = Self.makeToken()
+        let answer: @Sendable (Outcome) -> Void = { outcome in
+            reply.send(outcome)
+            self.finished(token)
+        }
         guard let executor else {
             HandOvers.note()  // from Mesos' thread to Swift's pool
             running.withLock { running in
-                let task = Task {
-                    reply.send(await body())
-                    self.finished(token)
-                }
-                running[token] = RunningEvent(task: task, reply: reply)
+                running[token] = RunningEvent(task: Task { answer(await body()) }, reply: reply)
             }
             return token
         }
@@ -121,13 +121,9 @@ final class ABIModule: Sendable {
             Task(executorPreference: executor) {
                 let outcome = await body()
                 if EventExecution.onTheCreatorsThread {
-                    EventExecution.onTheLoop {
-                        reply.send(outcome)
-                        self.finished(token)
-                    }
+                    EventExecution.handToTheLoop { answer(outcome) }
                 } else {
-                    reply.send(outcome)
-                    self.finished(token)
+                    answer(outcome)
                 }
             }
         }

@@ -173,7 +173,7 @@ struct Bench: AsyncParsableCommand {
             EventExecution.onTheLoop.store(onTheLoop, ordering: .relaxed)
             for _ in 0..<(events / 10) { try module.usage() }
             let back = try await backToBack(warmUp: 0) { try module.usage() }
-            let after = try measureAfterFloor(trivial, scratch: scratch) { try module.usage() }
+            let after = try await measureLatency(trivial, scratch: scratch, warmUp: 0) { try module.usage() }
             HandOvers.startCounting()
             for _ in 0..<200 { try module.usage() }
             HandOvers.stopCounting()
@@ -186,31 +186,6 @@ struct Bench: AsyncParsableCommand {
                 + "\(ratio(after.engine.p50 / after.floor.p50)) / \(ratio(after.engine.p99 / after.floor.p99)) ×; "
                 + "hand-overs \(format2(handOvers)); 8 in flight over 8 workers \(Int(perSecond)) events/s")
         }
-    }
-
-    /// `event` alternated with the floor (posix_spawn + waitpid of `path`), as `measureLatency` does.
-    func measureAfterFloor(_ path: String, scratch: ScratchDirectory, _ event: () throws -> Void) throws
-        -> (floor: Percentiles, engine: Percentiles)
-    {
-        let files = ["in", "out", "err"].map { scratch.path + "/floor-" + $0 }
-        for file in files { writeFile(file, "{}", mode: 0o600) }
-        var cArgs: [UnsafeMutablePointer<CChar>?] = ([path] + files).map { strdup($0) } + [nil]
-        defer { cArgs.forEach { free($0) } }
-        var floor: [Double] = []
-        var engine: [Double] = []
-        for _ in 0..<events {
-            var start = ContinuousClock.now
-            var pid: pid_t = 0
-            let rc = posix_spawn(&pid, path, nil, nil, &cArgs, environ)
-            guard rc == 0 else { throw ValidationError("posix_spawn \(path): \(String(cString: strerror(rc)))") }
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            floor.append(seconds(ContinuousClock.now - start))
-            start = ContinuousClock.now
-            try event()
-            engine.append(seconds(ContinuousClock.now - start))
-        }
-        return (Percentiles(floor), Percentiles(engine))
     }
 
     /// containment=cgroup against containment=process_group, in the same run, events alternated with the floor:
@@ -235,21 +210,13 @@ struct Bench: AsyncParsableCommand {
                 modules.append(("\(mode.rawValue) containment=\(containment.rawValue)", module))
             }
         }
-        let files = ["in", "out", "err"].map { scratch.path + "/floor-" + $0 }
-        for file in files { writeFile(file, "{}", mode: 0o600) }
-        var cArgs: [UnsafeMutablePointer<CChar>?] = ([trivial] + files).map { strdup($0) } + [nil]
-        defer { cArgs.forEach { free($0) } }
+        let floorSpawn = FloorSpawn(trivial, scratch: scratch, bench: self)
         var floor: [Double] = []
         var times = Array(repeating: [Double](), count: modules.count)
         for i in 0..<(events + events / 10) {
             for (index, (_, module)) in modules.enumerated() {
-                var start = ContinuousClock.now
-                var pid: pid_t = 0
-                guard posix_spawn(&pid, trivial, nil, nil, &cArgs, environ) == 0 else { throw ValidationError("posix_spawn") }
-                var status: Int32 = 0
-                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                let floorSeconds = seconds(ContinuousClock.now - start)
-                start = ContinuousClock.now
+                let floorSeconds = try floorSpawn.run()
+                let start = ContinuousClock.now
                 _ = try await module.usage(containerID: Self.container)
                 if i >= events / 10 {
                     if index == 0 { floor.append(floorSeconds) }
@@ -373,30 +340,56 @@ struct Bench: AsyncParsableCommand {
     func measureLatency(_ path: String, _ module: IsolatorModule, scratch: ScratchDirectory) async throws
         -> (floor: Percentiles, engine: Percentiles)
     {
-        let files = ["in", "out", "err"].map { scratch.path + "/floor-" + $0 }
-        for file in files { writeFile(file, "{}", mode: 0o600) }
-        var cArgs: [UnsafeMutablePointer<CChar>?] = ([path] + files).map { strdup($0) } + [nil]
-        defer { cArgs.forEach { free($0) } }
+        try await measureLatency(path, scratch: scratch, warmUp: events / 10) {
+            _ = try await module.usage(containerID: Self.container)
+        }
+    }
+
+    /// `events` runs of the floor and `event`, alternated, after `warmUp` pairs that are not measured.
+    func measureLatency(_ path: String, scratch: ScratchDirectory, warmUp: Int, _ event: () async throws -> Void)
+        async throws -> (floor: Percentiles, engine: Percentiles)
+    {
+        let floorSpawn = FloorSpawn(path, scratch: scratch, bench: self)
         var floor: [Double] = []
         var engine: [Double] = []
-        for i in 0..<(events + events / 10) {
-            var start = ContinuousClock.now
-            var pid: pid_t = 0
-            let rc = posix_spawn(&pid, path, nil, nil, &cArgs, environ)
-            guard rc == 0 else { throw ValidationError("posix_spawn \(path): \(String(cString: strerror(rc)))") }
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            let floorSeconds = seconds(ContinuousClock.now - start)
-
-            start = ContinuousClock.now
-            _ = try await module.usage(containerID: Self.container)
+        for i in 0..<(warmUp + events) {
+            let floorSeconds = try floorSpawn.run()
+            let start = ContinuousClock.now
+            try await event()
             let engineSeconds = seconds(ContinuousClock.now - start)
-            if i >= events / 10 {  // after a warm-up
+            if i >= warmUp {
                 floor.append(floorSeconds)
                 engine.append(engineSeconds)
             }
         }
         return (Percentiles(floor), Percentiles(engine))
+    }
+
+    /// The floor: a bare posix_spawn of the script, with the engine's argv (its three files), and a blocking waitpid.
+    final class FloorSpawn {
+        let path: String
+        private var argv: [UnsafeMutablePointer<CChar>?]
+
+        init(_ path: String, scratch: ScratchDirectory, bench: Bench) {
+            let files = ["in", "out", "err"].map { scratch.path + "/floor-" + $0 }
+            for file in files { bench.writeFile(file, "{}", mode: 0o600) }
+            self.path = path
+            argv = ([path] + files).map { strdup($0) } + [nil]
+        }
+
+        deinit { argv.forEach { free($0) } }
+
+        /// One spawn and wait; its seconds.
+        func run() throws -> Double {
+            let start = ContinuousClock.now
+            var pid: pid_t = 0
+            let rc = posix_spawn(&pid, path, nil, nil, &argv, environ)
+            guard rc == 0 else { throw ValidationError("posix_spawn \(path): \(String(cString: strerror(rc)))") }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            let (s, atto) = (ContinuousClock.now - start).components
+            return Double(s) + Double(atto) / 1e18
+        }
     }
 
     func measureThroughput(_ module: IsolatorModule, inFlight: Int, events: Int) async throws -> Double {

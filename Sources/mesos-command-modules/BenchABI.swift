@@ -7,17 +7,21 @@ import Synchronization
 /// `mcm_run_event` and waited for on a semaphore the result callback posts: what the agent sees, from its call to
 /// the callback. (The Swift API's caller is a task, resumed on Swift's pool once its event is answered.)
 final class ABIIsolator {
-    private struct Waiter {
+    private let module: OpaquePointer
+    /// The answered events' semaphore and failures, shared with the C callback.
+    private let answers = Answers()
+
+    private final class Answers: @unchecked Sendable {
         var semaphore = sem_t()
-        var status = MCM_STATUS_ERROR
+        let failures = Atomic<Int>(0)
+        init() { sem_init(&semaphore, 0, 0) }
+        deinit { sem_destroy(&semaphore) }
+
+        /// Waits for one more answer.
+        func wait() { while sem_wait(&semaphore) != 0 && errno == EINTR {} }
     }
 
-    fileprivate let module: OpaquePointer
-    private let waiter = UnsafeMutablePointer<Waiter>.allocate(capacity: 1)
-
     init(parameters: [(String, String)]) throws {
-        waiter.initialize(to: Waiter())
-        sem_init(&waiter.pointee.semaphore, 0, 0)
         var error: UnsafeMutablePointer<CChar>?
         let keys: [UnsafePointer<CChar>?] = parameters.map { UnsafePointer(strdup($0.0)) }
         let values: [UnsafePointer<CChar>?] = parameters.map { UnsafePointer(strdup($0.1)) }
@@ -25,75 +29,43 @@ final class ABIIsolator {
         guard let created = mcm_module_create(MCM_KIND_ISOLATOR, keys, values, parameters.count, nil, &error) else {
             let message = error.map { String(cString: $0) } ?? "mcm_module_create failed"
             mcm_free(error)
-            sem_destroy(&waiter.pointee.semaphore)
-            waiter.deallocate()
             throw BenchFailure(message)
         }
         module = created
     }
 
-    deinit {
-        mcm_module_destroy(module)
-        sem_destroy(&waiter.pointee.semaphore)
-        waiter.deallocate()
-    }
+    deinit { mcm_module_destroy(module) }
 
     /// One usage event, from `mcm_run_event` to its callback; throws unless it succeeded. Blocks the calling thread
-    /// meanwhile (bench only: one event at a time).
-    func usage() throws {
-        let container = #"{"value":"bench"}"#
-        let status = container.withCString { id in
-            "container_id".withCString { key -> mcm_status in
-                var fragment = mcm_fragment(key: key, json: id, json_length: strlen(id))
-                _ = mcm_run_event(module, "isolator_usage", &fragment, 1, { context, status, _, _ in
-                    let waiter = context!.assumingMemoryBound(to: Waiter.self)
-                    waiter.pointee.status = status
-                    sem_post(&waiter.pointee.semaphore)
-                }, UnsafeMutableRawPointer(waiter))
-                while sem_wait(&waiter.pointee.semaphore) != 0 && errno == EINTR {}
-                return waiter.pointee.status
-            }
-        }
-        guard status == MCM_STATUS_RESULT else {
-            throw BenchFailure("isolator_usage through the C ABI answered status \(status.rawValue), not MCM_STATUS_RESULT")
-        }
-    }
-}
+    /// meanwhile (bench only).
+    func usage() throws { _ = try throughput(inFlight: 1, events: 1) }
 
-extension ABIIsolator {
-    /// Events answered per second with `inFlight` usage events in flight, each callback letting the next start.
+    /// Events answered per second with `inFlight` usage events in flight, each answer letting the next start;
+    /// throws if any did not succeed.
     func throughput(inFlight: Int, events: Int) throws -> Double {
-        let window = Window()
-        let context = Unmanaged.passRetained(window)
-        defer { context.release() }
-        let container = #"{"value":"bench"}"#
+        let failuresBefore = answers.failures.load(ordering: .relaxed)
+        let context = Unmanaged.passUnretained(answers).toOpaque()
         let start = ContinuousClock.now
-        container.withCString { id in
+        #"{"value":"bench"}"#.withCString { id in
             "container_id".withCString { key in
                 var fragment = mcm_fragment(key: key, json: id, json_length: strlen(id))
                 for submitted in 0..<events {
-                    if submitted >= inFlight { while sem_wait(&window.semaphore) != 0 && errno == EINTR {} }
+                    if submitted >= inFlight { answers.wait() }
                     _ = mcm_run_event(module, "isolator_usage", &fragment, 1, { context, status, _, _ in
-                        let window = Unmanaged<Window>.fromOpaque(context!).takeUnretainedValue()
-                        if status != MCM_STATUS_RESULT { window.failures.add(1, ordering: .relaxed) }
-                        sem_post(&window.semaphore)
-                    }, context.toOpaque())
+                        let answers = Unmanaged<Answers>.fromOpaque(context!).takeUnretainedValue()
+                        if status != MCM_STATUS_RESULT { answers.failures.add(1, ordering: .relaxed) }
+                        sem_post(&answers.semaphore)
+                    }, context)
                 }
-                for _ in 0..<min(inFlight, events) { while sem_wait(&window.semaphore) != 0 && errno == EINTR {} }
+                for _ in 0..<min(inFlight, events) { answers.wait() }
             }
         }
         let (s, atto) = (ContinuousClock.now - start).components
-        let failures = window.failures.load(ordering: .relaxed)
-        if failures > 0 { throw BenchFailure("\(failures) of \(events) usage events through the C ABI failed") }
+        let failures = answers.failures.load(ordering: .relaxed) - failuresBefore
+        if failures > 0 {
+            throw BenchFailure("\(failures) of \(events) isolator_usage events through the C ABI did not answer MCM_STATUS_RESULT")
+        }
         return Double(events) / (Double(s) + Double(atto) / 1e18)
-    }
-
-    /// The events in flight's semaphore and failures, shared with the C callback.
-    private final class Window: @unchecked Sendable {
-        var semaphore = sem_t()
-        let failures = Atomic<Int>(0)
-        init() { sem_init(&semaphore, 0, 0) }
-        deinit { sem_destroy(&semaphore) }
     }
 }
 

@@ -37,7 +37,7 @@ public enum EventExecution {
 
     /// Runs `work` on the loop thread (for an answer that must not reach its caller from the caller's own thread,
     /// before the call that started the event has returned); here if the loop cannot be had.
-    public static func onTheLoop(_ work: @escaping @Sendable () -> Void) {
+    public static func handToTheLoop(_ work: @escaping @Sendable () -> Void) {
         guard let loop = try? EventLoop.shared() else { return work() }
         loop.execute { _ in work() }
     }
